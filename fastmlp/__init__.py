@@ -1,0 +1,24 @@
+"""fastmlp: the NumPy notebook's MLP API, trained by fused Numba kernels.
+
+Switch a notebook script over by changing its import::
+
+    from fastmlp import Sequential, Linear, ReLU, SoftMax, NLL
+"""
+
+from .layers import Layer, Linear, ReLU, Sigmoid, SoftMax, Tanh
+from .losses import MSE, NLL
+from .sequential import Sequential
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MSE",
+    "NLL",
+    "Layer",
+    "Linear",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "SoftMax",
+    "Tanh",
+]

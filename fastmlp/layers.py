@@ -1,0 +1,232 @@
+"""Layers: the notebook's classes, with the arithmetic delegated to an engine.
+
+Each layer keeps the attributes the notebook's code reads (``W``, ``W0``,
+``dLdW``, ``dLdW0``, ``A``) and the notebook's method signatures. What differs
+is where the arithmetic happens: every layer calls the functions of its engine
+(:mod:`fastmlp.baseline` or :mod:`fastmlp.kernels.layers`), which
+:class:`~fastmlp.Sequential` assigns.
+
+Two deliberate differences from the notebook, both documented in the README:
+``sgd_step`` and ``backward`` write ``W``, ``W0``, ``dLdW`` and ``dLdW0`` in
+place (the notebook rebinds new arrays), and the base ``Layer.sgd_step``
+accepts the learning rate that ``Sequential`` passes to every module.
+"""
+
+import numpy as np
+
+from ._validation import as_rng, check_dtype, check_int
+from .engines import get_engine
+
+__all__ = ["Layer", "Linear", "ReLU", "Sigmoid", "SoftMax", "Tanh"]
+
+_DEFAULT_ENGINE = []
+
+
+def _default_engine():
+    if not _DEFAULT_ENGINE:
+        _DEFAULT_ENGINE.append(get_engine(None))
+    return _DEFAULT_ENGINE[0]
+
+
+class Layer:
+    """Base class for network layers, and for layers of your own.
+
+    A layer implements ``forward(A)``, returning its output for a batch laid
+    out as (features, batch), and ``backward(dLdA)``, taking the gradient of
+    the loss with respect to its output and returning the gradient with
+    respect to its input. Layers with parameters also implement
+    ``sgd_step(lrate)``.
+
+    A network that contains a subclass of your own trains on the
+    layer-by-layer path: :class:`~fastmlp.Sequential` calls your methods
+    exactly as the notebook does, while built-in layers keep using the
+    compiled kernels.
+    """
+
+    #: Engine module doing this layer's arithmetic; None means the default.
+    _engine = None
+
+    @property
+    def _ops(self):
+        return self._engine if self._engine is not None else _default_engine()
+
+    def forward(self, A):
+        """Return the layer's output for a batch ``A`` of shape (features, batch)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(A)")
+
+    def backward(self, dLdA):
+        """Return the gradient with respect to the input, given ``dLdA`` for the output."""
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(dLdA)")
+
+    def sgd_step(self, lrate=None):
+        """Take a gradient step; layers without weights do nothing.
+
+        The notebook's base class takes no learning rate while its
+        ``Sequential`` passes one to every module, so the rate is optional.
+        """
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+def _check_batch(arr, name, rows, dtype):
+    """Return ``arr`` as a 2-D array of ``dtype`` with ``rows`` rows."""
+    arr = np.asarray(arr)
+    if arr.ndim != 2 or arr.shape[0] != rows:
+        raise ValueError(
+            f"{name} must be a 2-D array of shape ({rows}, batch); got shape {arr.shape}"
+        )
+    if arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return arr
+
+
+def _as_float(arr, name, dtype=None):
+    """Return ``arr`` as a 2-D float array (of ``dtype`` if given)."""
+    arr = np.asarray(arr)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (features, batch); got shape {arr.shape}")
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+    return arr if arr.dtype == dtype else arr.astype(dtype)
+
+
+class Linear(Layer):
+    """A fully connected layer: ``Z = W.T @ A + W0``.
+
+    Parameters
+    ----------
+    m : int
+        Number of inputs.
+    n : int
+        Number of outputs.
+    dtype : float32 or float64, default float64
+        Floating-point type of the parameters. The weights are always drawn
+        in float64 (so the random stream is the notebook's) and then cast.
+    seed : None, int, numpy RandomState or Generator, default None
+        Source of the initial weights. None draws from NumPy's global
+        generator, like the notebook.
+
+    Attributes
+    ----------
+    W : ndarray of shape (m, n)
+        Weights, drawn from N(0, 1/m).
+    W0 : ndarray of shape (n, 1)
+        Biases, zero at first.
+    dLdW, dLdW0 : ndarray
+        Gradients from the last ``backward``, summed over its batch.
+    A : ndarray of shape (m, batch)
+        Input of the last ``forward``.
+    """
+
+    def __init__(self, m, n, *, dtype=np.float64, seed=None):
+        self.m = check_int(m, "m", 1)
+        self.n = check_int(n, "n", 1)
+        dtype = check_dtype(dtype)
+        rng = as_rng(seed)
+        self.W0 = np.zeros((self.n, 1), dtype=dtype)
+        self.W = rng.normal(0, np.sqrt(1 / self.m), (self.m, self.n)).astype(dtype, copy=False)
+
+    @property
+    def dtype(self):
+        """The floating-point type of the parameters."""
+        return self.W.dtype
+
+    def forward(self, A):
+        """Return ``W.T @ A + W0`` for ``A`` of shape (m, batch), remembering ``A``."""
+        self.A = _check_batch(A, "A", self.m, self.W.dtype)
+        return self._ops.linear_forward(self.W, self.W0, self.A)
+
+    def backward(self, dLdZ):
+        """Store ``dLdW`` and ``dLdW0`` (summed over the batch) and return ``W @ dLdZ``."""
+        return self._backward(dLdZ, input_grad=True)
+
+    def _backward(self, dLdZ, input_grad):
+        A = getattr(self, "A", None)
+        if A is None:
+            raise RuntimeError("Linear.backward called before forward")
+        dLdZ = _check_batch(dLdZ, "dLdZ", self.n, self.W.dtype)
+        if dLdZ.shape[1] != A.shape[1]:
+            raise ValueError(
+                f"dLdZ must have {A.shape[1]} columns, the batch of the last forward; "
+                f"got shape {dLdZ.shape}"
+            )
+        self._ensure_grad_buffers()
+        return self._ops.linear_backward(self.W, A, dLdZ, self.dLdW, self.dLdW0, input_grad)
+
+    def _ensure_grad_buffers(self):
+        for name, shape in (("dLdW", self.W.shape), ("dLdW0", self.W0.shape)):
+            buf = getattr(self, name, None)
+            ok = (
+                isinstance(buf, np.ndarray)
+                and buf.shape == shape
+                and buf.dtype == self.W.dtype
+                and buf.flags.writeable
+            )
+            if not ok:
+                setattr(self, name, np.zeros(shape, dtype=self.W.dtype))
+
+    def sgd_step(self, lrate):
+        """Update in place: ``W -= lrate * dLdW`` and ``W0 -= lrate * dLdW0``."""
+        if getattr(self, "dLdW", None) is None:
+            raise RuntimeError("Linear.sgd_step called before backward")
+        self._ops.linear_update(self.W, self.W0, self.dLdW, self.dLdW0, lrate)
+
+    def __repr__(self):
+        return f"Linear({self.m}, {self.n})"
+
+
+class _Activation(Layer):
+    """An elementwise activation: ``A = f(Z)``, and ``dLdZ = f'(Z) * dLdA``."""
+
+    _forward_fn = _backward_fn = None  # names of the engine functions
+
+    def forward(self, Z):
+        """Return the activation of ``Z`` (features, batch), remembering it as ``A``."""
+        Z = _as_float(Z, "Z")
+        self.A = getattr(self._ops, self._forward_fn)(Z)
+        return self.A
+
+    def backward(self, dLdA):
+        """Return the gradient with respect to the input, given ``dLdA``."""
+        A = getattr(self, "A", None)
+        if A is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        dLdA = _as_float(dLdA, "dLdA", A.dtype)
+        if dLdA.shape != A.shape:
+            raise ValueError(f"dLdA must have shape {A.shape}, like A; got {dLdA.shape}")
+        return getattr(self._ops, self._backward_fn)(A, dLdA)
+
+
+class ReLU(_Activation):
+    """Rectified linear unit: ``A = max(Z, 0)``."""
+
+    _forward_fn, _backward_fn = "relu_forward", "relu_backward"
+
+
+class Tanh(_Activation):
+    """Hyperbolic tangent: ``A = tanh(Z)``."""
+
+    _forward_fn, _backward_fn = "tanh_forward", "tanh_backward"
+
+
+class Sigmoid(_Activation):
+    """Logistic function: ``A = 1 / (1 + exp(-Z))``, computed without overflow."""
+
+    _forward_fn, _backward_fn = "sigmoid_forward", "sigmoid_backward"
+
+
+class SoftMax(_Activation):
+    """Softmax over each column (max-shifted, so large inputs do not overflow).
+
+    ``backward`` applies the softmax Jacobian to ``dLdA`` without forming it.
+    When a SoftMax output feeds an :class:`~fastmlp.NLL` loss,
+    :meth:`Sequential.sgd <fastmlp.Sequential.sgd>` skips both and uses the
+    combined gradient ``Ypred - Y``.
+    """
+
+    _forward_fn, _backward_fn = "softmax_forward", "softmax_backward"
+
+    def class_fun(self, Ypred):
+        """Return the index of the largest entry of each column of ``Ypred``."""
+        return np.argmax(Ypred, axis=0)

@@ -1,0 +1,362 @@
+"""The Sequential model: the notebook's training loop, on either engine."""
+
+import functools
+import inspect
+
+import numpy as np
+
+from . import _validation as v
+from .engines import get_engine
+from .layers import Layer, Linear, ReLU, Sigmoid, SoftMax, Tanh
+from .losses import NLL, is_classification
+
+__all__ = ["Sequential"]
+
+#: Built-in layers that keep the number of features of their input.
+ELEMENTWISE = (ReLU, Tanh, Sigmoid, SoftMax)
+
+#: Steps of sample indices drawn at a time. The draws are made in chunks of
+#: this fixed size whatever the reporting, so a Generator seed gives the same
+#: trajectory whether or not progress is shown.
+INDEX_CHUNK = 1 << 16
+
+
+def _builtin(module, *types):
+    """True if ``module`` is exactly one of the built-in ``types`` (not a subclass)."""
+    return type(module) in types
+
+
+class _IndexStream:
+    """Sample indices for ``total`` SGD steps, drawn from ``rng`` in fixed chunks.
+
+    Exactly ``total * batch_size`` indices are drawn, so the global generator
+    ends where the notebook's loop leaves it; chunk boundaries depend only on
+    ``total``, never on reporting.
+    """
+
+    def __init__(self, rng, n, batch_size, total):
+        self.rng, self.n, self.batch_size, self.left = rng, n, batch_size, total
+        self.buf = np.empty((0, batch_size), dtype=np.int64)
+
+    def take(self, steps):
+        """Return the indices of the next ``steps`` steps, shape (steps, batch_size)."""
+        while len(self.buf) < steps:
+            k = min(INDEX_CHUNK, self.left)
+            new = v.draw_indices(self.rng, self.n, k * self.batch_size)
+            new = new.astype(np.int64, copy=False).reshape(k, self.batch_size)
+            self.buf = np.concatenate([self.buf, new]) if len(self.buf) else new
+            self.left -= k
+        out, self.buf = self.buf[:steps], self.buf[steps:]
+        return out
+
+
+def _report_stops(iters, every):
+    """Yield the ends of the blocks of steps between two reports.
+
+    The notebook reports at the steps ``it`` with ``it % every == 1``, using the
+    weights before that step's update, so a block ends just before each.
+    Blocks are also capped at INDEX_CHUNK steps to bound their buffers.
+    """
+    start = 0
+    points = range(1, iters, every) if every else ()
+    for stop in [*points, iters]:
+        while stop - start > INDEX_CHUNK:
+            start += INDEX_CHUNK
+            yield start, False
+        if stop > start:
+            yield stop, stop < iters
+        start = stop
+
+
+class Sequential:
+    """A stack of layers trained by stochastic gradient descent.
+
+    Parameters
+    ----------
+    modules : list of Layer
+        The layers, applied in order. Consecutive :class:`Linear` layers must
+        agree in size (``Linear(a, b)`` then ``Linear(b, c)``, with
+        activations in between or not).
+    loss : NLL or MSE
+        The loss applied to the output of the last module.
+    engine : {"numba", "numpy"} or None, default None
+        Which engine does the arithmetic. None picks the fastest available
+        (Numba). Networks of built-in layers on the Numba engine train in
+        fused compiled loops; see :attr:`path`.
+    dtype : float32, float64 or None, default None
+        Floating-point type of parameters, activations and gradients. None
+        takes the dtype of the Linear layers (float64 unless created
+        otherwise); given, the Linear layers are cast to it.
+
+    Notes
+    -----
+    Data are laid out as in the notebook: ``X`` is (features, samples) and
+    ``Y`` is (outputs, samples), one-hot for a classifier. Parameters are
+    updated in place.
+    """
+
+    def __init__(self, modules, loss, *, engine=None, dtype=None):
+        _check_modules(modules, loss)
+        self.modules = modules
+        self.loss = loss
+        self._ops = get_engine(engine)
+        self.dtype = _common_dtype(modules, dtype)
+        for m in [*modules, loss]:
+            if isinstance(m, Layer):
+                m._engine = self._ops
+            if isinstance(m, Linear) and m.W.dtype != self.dtype:
+                m.W, m.W0 = m.W.astype(self.dtype), m.W0.astype(self.dtype)
+
+    @property
+    def engine(self):
+        """Name of the engine doing the arithmetic: "numba" or "numpy"."""
+        return self._ops.name
+
+    @property
+    def path(self):
+        """How :meth:`sgd` trains this network: "fused" or "layer-by-layer"."""
+        return "layer-by-layer"
+
+    def __repr__(self):
+        mods = ", ".join(repr(m) for m in self.modules)
+        return (
+            f"Sequential([{mods}], {self.loss!r}, engine={self.engine!r}, "
+            f"dtype={self.dtype.name}, path={self.path!r})"
+        )
+
+    # -- the notebook's methods -------------------------------------------
+
+    def forward(self, Xt):
+        """Return the network's output for a batch ``Xt`` of shape (features, batch)."""
+        for m in self.modules:
+            Xt = m.forward(Xt)
+        return Xt
+
+    def backward(self, dLdA):
+        """Back-propagate ``dLdA``, the gradient of the loss for the output, through all layers."""
+        for m in self.modules[::-1]:
+            dLdA = m.backward(dLdA)
+
+    def sgd_step(self, lrate):
+        """Update every layer's parameters with learning rate ``lrate``."""
+        for m in self.modules:
+            _sgd_step(m, lrate)
+
+    def sgd(self, X, Y, iters=100, lrate=0.005, *, batch_size=1, seed=None,
+            print_every=250, verbose=True):
+        """Train by stochastic gradient descent, as the notebook's ``sgd`` does.
+
+        Each step draws ``batch_size`` samples uniformly with replacement
+        (one ``np.random.randint(n)`` per sample, as the notebook), runs
+        forward and backward, and steps every layer along the gradient. With
+        ``batch_size=1`` this is the notebook's loop exactly; with more, the
+        step follows the *mean* gradient over the batch (the layers' gradients
+        are sums, so the step is scaled by ``1 / batch_size``), the
+        convention of scikit-learn, Keras and PyTorch.
+
+        Parameters
+        ----------
+        X : array-like of shape (features, samples)
+            Training inputs, one column per sample.
+        Y : array-like of shape (outputs, samples)
+            Targets; one-hot columns for an NLL loss.
+        iters : int, default 100
+            Number of steps.
+        lrate : float, default 0.005
+            Step size.
+        batch_size : int, default 1
+            Samples per step.
+        seed : None, int, RandomState or Generator, default None
+            Source of the sample draws. None uses NumPy's global generator,
+            so ``np.random.seed(s)`` reproduces the notebook's run.
+        print_every : int or None, default 250
+            Report accuracy and loss at the steps ``it`` with
+            ``it % print_every == 1``, as the notebook does. None reports
+            nothing.
+        verbose : bool, default True
+            False silences all reporting (and skips its evaluations).
+        """
+        X, Y = self._check_data(X, Y)
+        iters = v.check_int(iters, "iters", 0)
+        lrate = v.check_positive_float(lrate, "lrate")
+        batch_size = v.check_int(batch_size, "batch_size", 1)
+        every = None if print_every is None else v.check_int(print_every, "print_every", 1)
+        rng = v.as_rng(seed)
+        if not verbose:
+            every = None
+        run = self._runner(X, Y, batch_size)
+        stream = _IndexStream(rng, X.shape[1], batch_size, iters)
+        it, report = 0, None
+        for stop, report_next in _report_stops(iters, every):
+            losses = run(stream.take(stop - it), lrate)
+            if report is not None:  # accuracy before this block, loss of its first step
+                _print_report(it, report[0], losses[0])
+            it = stop
+            report = (self._accuracy(X, Y),) if report_next else None
+
+    def print_accuracy(self, it, X, Y, cur_loss, every=250):
+        """Print accuracy on ``X, Y`` and ``cur_loss`` when ``it % every == 1`` (notebook)."""
+        if it % every == 1:
+            _print_report(it, self._accuracy(X, Y), cur_loss)
+
+    # -- checks -----------------------------------------------------------
+
+    def _check_data(self, X, Y):
+        """Return X and Y as finite float arrays of this model's dtype, shapes checked."""
+        n_in, n_out = _io_sizes(self.modules)
+        X = v.as_matrix(X, "X", self.dtype, n_in, "features")
+        Y = v.as_matrix(Y, "Y", self.dtype, n_out, "outputs")
+        if X.shape[1] != Y.shape[1]:
+            raise ValueError(
+                f"X and Y must have the same number of samples (columns); "
+                f"got X with {X.shape[1]} and Y with {Y.shape[1]}"
+            )
+        if is_classification(self.loss):
+            v.check_one_hot(Y, "Y")
+        return X, Y
+
+    # -- training paths ---------------------------------------------------
+
+    def _runner(self, X, Y, batch_size):
+        """Return ``run(idx, lrate) -> losses`` taking the steps listed in ``idx``."""
+        return _LayerPath(self, X, Y, batch_size).run
+
+    def _accuracy(self, X, Y):
+        """Fraction of columns of X classified as in Y, or None without a class_fun."""
+        cf = getattr(self.modules[-1], "class_fun", None)
+        if cf is None:
+            return None
+        return np.mean(cf(self.forward(X)) == cf(Y))
+
+
+class _LayerPath:
+    """The notebook's step, one Python call per module per sample.
+
+    Works for any mix of built-in and user layers; built-in layers still do
+    their arithmetic on the model's engine. Where a SoftMax feeds NLL the
+    combined gradient ``Ypred - Y`` replaces the two backward steps, and the
+    first Linear layer skips its input gradient, which nothing uses.
+    """
+
+    def __init__(self, model, X, Y, batch_size):
+        self.model, self.X, self.Y, self.batch_size = model, X, Y, batch_size
+        mods = model.modules
+        self.combined = (
+            len(mods) > 0 and _builtin(mods[-1], SoftMax) and _builtin(model.loss, NLL)
+        )
+        self.first_linear = _builtin(mods[0], Linear)
+
+    def run(self, idx, lrate):
+        model, X, Y = self.model, self.X, self.Y
+        mods, loss_fn, ops = model.modules, model.loss, model._ops
+        step = lrate if self.batch_size == 1 else lrate / self.batch_size
+        losses = np.empty(len(idx))
+        for k, rows in enumerate(idx):
+            if self.batch_size == 1:
+                t = rows[0]
+                Xt, Yt = X[:, t:t + 1], Y[:, t:t + 1]
+            else:
+                Xt, Yt = X[:, rows], Y[:, rows]
+            Ypred = model.forward(Xt)
+            losses[k] = loss_fn.forward(Ypred, Yt)
+            if self.combined:
+                grad, top = ops.softmax_nll_backward(loss_fn.Ypred, loss_fn.Y), len(mods) - 2
+            else:
+                grad, top = loss_fn.backward(), len(mods) - 1
+            for i in range(top, 0, -1):
+                grad = mods[i].backward(grad)
+            if top >= 0:
+                if self.first_linear:
+                    mods[0]._backward(grad, input_grad=False)
+                else:
+                    mods[0].backward(grad)
+            model.sgd_step(step)
+        return losses
+
+
+def _sgd_step(module, lrate):
+    """Call ``module.sgd_step``, with the rate if it takes one (notebook's base takes none)."""
+    fn = getattr(module, "sgd_step", None)
+    if fn is None:
+        return
+    if _takes_rate(fn):
+        fn(lrate)
+    else:
+        fn()
+
+
+def _takes_rate(fn):
+    return _signature_takes_rate(getattr(fn, "__func__", fn), hasattr(fn, "__self__"))
+
+
+@functools.lru_cache(maxsize=256)
+def _signature_takes_rate(func, bound):
+    """True if ``func`` accepts a positional argument besides ``self``."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    variadic = any(p.kind == p.VAR_POSITIONAL for p in params)
+    return variadic or len(positional) > (1 if bound else 0)
+
+
+def _print_report(it, acc, loss):
+    if acc is None:
+        print("Iteration =", it, "\tLoss =", loss, flush=True)
+    else:
+        print("Iteration =", it, "\tAcc =", acc, "\tLoss =", loss, flush=True)
+
+
+def _check_modules(modules, loss):
+    """Raise TypeError/ValueError unless ``modules`` and ``loss`` form a valid network."""
+    if not isinstance(modules, (list, tuple)) or len(modules) == 0:
+        raise TypeError(f"modules must be a non-empty list of layers; got {modules!r}")
+    for i, m in enumerate(modules):
+        if not (callable(getattr(m, "forward", None)) and callable(getattr(m, "backward", None))):
+            raise TypeError(
+                f"modules[{i}] must be a layer with forward and backward methods; got {m!r}"
+            )
+    if not (callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None))):
+        raise TypeError(f"loss must be a loss such as NLL() or MSE(); got {loss!r}")
+    prev = None  # (index, outputs) of the last Linear, when its width is known
+    for i, m in enumerate(modules):
+        if isinstance(m, Linear):
+            if prev is not None and m.m != prev[1]:
+                raise ValueError(
+                    f"modules[{i}] is {m!r}, expecting {m.m} inputs, but modules[{prev[0]}] "
+                    f"outputs {prev[1]}"
+                )
+            prev = (i, m.n)
+        elif not _builtin(m, *ELEMENTWISE):
+            prev = None
+
+
+def _common_dtype(modules, dtype):
+    if dtype is not None:
+        return v.check_dtype(dtype)
+    dtypes = {m.W.dtype for m in modules if isinstance(m, Linear)}
+    if len(dtypes) > 1:
+        raise ValueError(
+            f"the Linear layers have different dtypes {sorted(d.name for d in dtypes)}; "
+            "pass dtype= to choose one"
+        )
+    return dtypes.pop() if dtypes else np.dtype(np.float64)
+
+
+def _io_sizes(modules):
+    """Return (inputs, outputs) of the network where built-in layers fix them, else None."""
+    n_in = n_out = None
+    for m in modules:
+        if isinstance(m, Linear):
+            n_in = m.m
+            break
+        if not _builtin(m, *ELEMENTWISE):
+            break
+    for m in reversed(modules):
+        if isinstance(m, Linear):
+            n_out = m.n
+            break
+        if not _builtin(m, *ELEMENTWISE):
+            break
+    return n_in, n_out

@@ -1,0 +1,67 @@
+"""Shared fixtures: the engines under test and small datasets."""
+
+import numpy as np
+import pytest
+
+from fastmlp.engines import numba_available
+
+ENGINES = ["numpy", "numba"] if numba_available() else ["numpy"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    """Each available engine by name."""
+    return request.param
+
+
+def hard_data(n=200, seed=0):
+    """Two noisy interleaved classes in 2-D, like the notebook's ``hard()``.
+
+    Returns X of shape (2, n) and one-hot Y of shape (2, n).
+    """
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(-1, 1, size=(2, n))
+    y = ((X[0] * X[1] > 0) ^ (rng.rand(n) < 0.05)).astype(int)
+    return X, np.eye(2)[y].T
+
+
+def blobs(d, c, n, seed=0, dtype=np.float64):
+    """Gaussian blobs: X of shape (d, n) and one-hot Y of shape (c, n)."""
+    rng = np.random.RandomState(seed)
+    centers = rng.normal(0, 2, size=(d, c))
+    y = rng.randint(c, size=n)
+    X = centers[:, y] + rng.normal(0, 1, size=(d, n))
+    return X.astype(dtype), np.eye(c, dtype=dtype)[y].T
+
+
+def params_of(model):
+    """Copies of every Linear layer's W and W0, in order."""
+    return [p.copy() for m in model.modules if hasattr(m, "W") for p in (m.W, m.W0)]
+
+
+def bind(engine, *layers):
+    """Put standalone layers on ``engine`` (as Sequential does); return the first."""
+    from fastmlp.engines import get_engine
+
+    ops = get_engine(engine)
+    for layer in layers:
+        layer._engine = ops
+    return layers[0]
+
+
+def numerical_grad(f, x, h=1e-6):
+    """Central differences of the scalar ``f()`` with respect to array ``x``, in place.
+
+    As notebook 000 describes: set each entry to x - h and x + h, evaluate,
+    restore it, and divide the difference by 2h.
+    """
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        old = x[i]
+        x[i] = old + h
+        fp = f()
+        x[i] = old - h
+        fm = f()
+        x[i] = old
+        g[i] = (fp - fm) / (2 * h)
+    return g
