@@ -7,6 +7,7 @@ import numpy as np
 
 from . import _validation as v
 from .engines import get_engine
+from .fused import FlatNetwork, make_plan
 from .layers import Layer, Linear, ReLU, Sigmoid, SoftMax, Tanh
 from .losses import NLL, is_classification
 
@@ -114,8 +115,14 @@ class Sequential:
 
     @property
     def path(self):
-        """How :meth:`sgd` trains this network: "fused" or "layer-by-layer"."""
-        return "layer-by-layer"
+        """How :meth:`sgd` trains this network: "fused" or "layer-by-layer".
+
+        "fused" (one compiled call runs many steps) when the engine is Numba
+        and the network is made of built-in layers only; otherwise
+        "layer-by-layer", the notebook's loop of Python calls, in which
+        built-in layers still use the engine's kernels.
+        """
+        return "fused" if self._plan() is not None else "layer-by-layer"
 
     def __repr__(self):
         mods = ", ".join(repr(m) for m in self.modules)
@@ -219,7 +226,25 @@ class Sequential:
 
     def _runner(self, X, Y, batch_size):
         """Return ``run(idx, lrate) -> losses`` taking the steps listed in ``idx``."""
+        plan = self._plan()
+        if plan is not None and batch_size == 1:
+            return _FusedPath(self._flat_network(plan), X, Y).run
         return _LayerPath(self, X, Y, batch_size).run
+
+    def _plan(self):
+        """The network as the compiled loops see it, or None if they cannot run it."""
+        if self.engine != "numba":
+            return None
+        return make_plan(self.modules, self.loss)
+
+    def _flat_network(self, plan):
+        """The flat parameter buffers of ``plan``, bound to its layers."""
+        flat = getattr(self, "_flat", None)
+        if flat is None or flat.plan.linears != plan.linears or flat.P.dtype != self.dtype:
+            flat = self._flat = FlatNetwork(plan, self.dtype)
+        else:
+            flat.bind()
+        return flat
 
     def _accuracy(self, X, Y):
         """Fraction of columns of X classified as in Y, or None without a class_fun."""
@@ -271,6 +296,25 @@ class _LayerPath:
                 else:
                     mods[0].backward(grad)
             model.sgd_step(step)
+        return losses
+
+
+class _FusedPath:
+    """Per-sample steps in compiled code: one kernel call per block of steps."""
+
+    def __init__(self, flat, X, Y):
+        from .kernels.fused import sgd_per_sample
+
+        self.kernel, self.flat = sgd_per_sample, flat
+        # Samples become rows: free when X is Fortran-ordered (e.g. the
+        # transpose of a samples x features array), else one copy per call.
+        self.X, self.Y = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
+
+    def run(self, idx, lrate):
+        flat, plan = self.flat, self.flat.plan
+        losses = np.empty(len(idx))
+        self.kernel(flat.P, flat.G, plan.sizes, plan.acts, plan.loss, self.X, self.Y,
+                    np.ascontiguousarray(idx[:, 0]), lrate, losses)
         return losses
 
 

@@ -1,0 +1,162 @@
+"""The fused compiled loops against the NumPy engine, and the choice of path."""
+
+import numpy as np
+import pytest
+from conftest import blobs, hard_data, params_of
+
+from fastmlp import MSE, NLL, Layer, Linear, ReLU, Sequential, Sigmoid, SoftMax, Tanh
+from fastmlp.engines import numba_available
+from fastmlp.fused import make_plan
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not importable")
+
+
+def twins(build, dtype=np.float64, seed=0):
+    """The same network (same initial weights) on the NumPy and Numba engines."""
+    np.random.seed(seed)
+    a = Sequential(*build(), engine="numpy", dtype=dtype)
+    np.random.seed(seed)
+    b = Sequential(*build(), engine="numba", dtype=dtype)
+    return a, b
+
+
+def grads_of(model):
+    return [g.copy() for m in model.modules if isinstance(m, Linear) for g in (m.dLdW, m.dLdW0)]
+
+
+def assert_same_state(a, b, **tol):
+    for p, q in zip(params_of(a) + grads_of(a), params_of(b) + grads_of(b), strict=True):
+        np.testing.assert_allclose(q, p, **tol)
+
+
+def notebook002():
+    return [Linear(2, 10), ReLU(), Linear(10, 10), ReLU(), Linear(10, 2), SoftMax()], NLL()
+
+
+def deep_mixed():
+    return [Linear(6, 12), Tanh(), Linear(12, 9), Sigmoid(), Linear(9, 9), Linear(9, 7), ReLU(),
+            Linear(7, 4), SoftMax()], NLL()
+
+
+HEADS = {
+    "softmax-nll": lambda: ([Linear(5, 8), ReLU(), Linear(8, 3), SoftMax()], NLL()),
+    "softmax-mse": lambda: ([Linear(5, 8), Tanh(), Linear(8, 3), SoftMax()], MSE()),
+    "sigmoid-mse": lambda: ([Linear(5, 8), ReLU(), Linear(8, 3), Sigmoid()], MSE()),
+    "identity-mse": lambda: ([Linear(5, 8), Sigmoid(), Linear(8, 3)], MSE()),
+    "relu-mse": lambda: ([Linear(5, 8), Tanh(), Linear(8, 3), ReLU()], MSE()),
+    "tanh-mse": lambda: ([Linear(5, 3), Tanh()], MSE()),
+    "single-linear-nll": lambda: ([Linear(5, 3), SoftMax()], NLL()),
+}
+
+
+@pytest.mark.parametrize("build, d, c", [(notebook002, 2, 2), (deep_mixed, 6, 4)])
+def test_fused_equals_numpy_after_2000_steps(build, d, c):
+    a, b = twins(build)
+    assert a.path == "layer-by-layer" and b.path == "fused"
+    X, Y = hard_data(300) if d == 2 else blobs(d, c, 300)
+    a.sgd(X, Y, iters=2000, lrate=0.01, seed=5, verbose=False)
+    b.sgd(X, Y, iters=2000, lrate=0.01, seed=5, verbose=False)
+    assert_same_state(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_every_head(head):
+    a, b = twins(HEADS[head])
+    X, Y = blobs(5, 3, 100)
+    a.sgd(X, Y, iters=500, lrate=0.02, seed=1, verbose=False)
+    b.sgd(X, Y, iters=500, lrate=0.02, seed=1, verbose=False)
+    assert b.path == "fused"
+    assert_same_state(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_float32_tracks_numpy_float32():
+    """float32 trajectories agree to float32 round-off (documented tolerance: rtol 1e-4)."""
+    a, b = twins(deep_mixed, dtype=np.float32)
+    X, Y = blobs(6, 4, 200)
+    a.sgd(X, Y, iters=300, lrate=0.01, seed=2, verbose=False)
+    b.sgd(X, Y, iters=300, lrate=0.01, seed=2, verbose=False)
+    assert all(p.dtype == np.float32 for p in params_of(b) + grads_of(b))
+    assert_same_state(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_blocks_and_calls_compose():
+    """Reporting blocks and repeated calls do not change the trajectory."""
+    a, b = twins(notebook002)
+    X, Y = hard_data()
+    a.sgd(X, Y, iters=1200, seed=np.random.RandomState(3), verbose=False)
+    rs = np.random.RandomState(3)
+    for _ in range(3):
+        b.sgd(X, Y, iters=400, seed=rs, print_every=7, verbose=True)
+    assert_same_state(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_sparse_inputs_and_dead_units_are_exact():
+    """Rows skipped for zero inputs give the same result as computing them."""
+    a, b = twins(lambda: ([Linear(20, 16), ReLU(), Linear(16, 16), ReLU(), Linear(16, 3),
+                           SoftMax()], NLL()))
+    X, Y = blobs(20, 3, 100)
+    X[np.random.RandomState(0).rand(*X.shape) < 0.7] = 0  # 70% zeros, like MNIST pixels
+    a.sgd(X, Y, iters=1000, lrate=0.05, seed=4, verbose=False)
+    b.sgd(X, Y, iters=1000, lrate=0.05, seed=4, verbose=False)
+    assert_same_state(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_repeated_sample_and_fortran_input():
+    a, b = twins(notebook002)
+    X, Y = hard_data(3)  # three samples: consecutive repeats are frequent
+    a.sgd(X, Y, iters=300, seed=0, verbose=False)
+    b.sgd(np.asfortranarray(X), Y, iters=300, seed=0, verbose=False)
+    assert_same_state(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_layers_stay_live_views_and_user_replacements_are_picked_up():
+    _, b = twins(notebook002)
+    X, Y = hard_data()
+    b.sgd(X, Y, iters=10, verbose=False)
+    first = b.modules[0]
+    first.W = np.zeros((2, 10))  # the notebook's style: rebinding the attribute
+    b.sgd(X, Y, iters=1, seed=0, verbose=False)
+    assert np.abs(first.W).sum() > 0  # trained from the replaced zeros...
+    assert np.shares_memory(first.W, b._flat.P)  # ...and bound again to the buffer
+    with pytest.raises(ValueError, match=r"has W of shape \(3, 10\); expected \(2, 10\)"):
+        first.W = np.zeros((3, 10))
+        b.sgd(X, Y, iters=1, verbose=False)
+
+
+@pytest.mark.parametrize(
+    "modules, loss, fused",
+    [
+        (lambda: [Linear(2, 3), ReLU(), Linear(3, 2), SoftMax()], NLL, True),
+        (lambda: [Linear(2, 3), Linear(3, 2)], MSE, True),
+        (lambda: [Linear(2, 3), ReLU(), Linear(3, 2)], NLL, False),  # NLL without SoftMax
+        (lambda: [Linear(2, 3), SoftMax(), Linear(3, 2)], MSE, False),  # SoftMax inside
+        (lambda: [Linear(2, 3), ReLU(), ReLU(), Linear(3, 2)], MSE, False),  # two in a row
+        (lambda: [ReLU(), Linear(2, 2)], MSE, False),  # activation first
+        (lambda: [Linear(2, 3), type("MyReLU", (ReLU,), {})(), Linear(3, 2)], MSE, False),
+    ],
+)
+def test_plan(modules, loss, fused):
+    mods = modules()
+    assert (make_plan(mods, loss()) is not None) == fused
+    nn = Sequential(mods, loss(), engine="numba")
+    assert nn.path == ("fused" if fused else "layer-by-layer")
+    assert f"path={nn.path!r}" in repr(nn)
+
+
+def test_user_layer_anywhere_falls_back_with_kernels():
+    class Double(Layer):
+        def forward(self, A):
+            return 2 * A
+
+        def backward(self, dLdA):
+            return 2 * dLdA
+
+    def build():
+        return [Linear(2, 6), Double(), Tanh(), Linear(6, 2), SoftMax()], NLL()
+
+    a, b = twins(build)
+    assert b.path == "layer-by-layer"
+    X, Y = hard_data()
+    a.sgd(X, Y, iters=500, seed=1, verbose=False)
+    b.sgd(X, Y, iters=500, seed=1, verbose=False)
+    assert_same_state(a, b, rtol=1e-10, atol=1e-12)
