@@ -5,15 +5,18 @@ Switch a notebook script over by changing its import::
     from fastmlp import Sequential, Linear, ReLU, SoftMax, NLL
 """
 
+__version__ = "0.1.0"
+
+from .io import load
 from .layers import Layer, Linear, ReLU, Sigmoid, SoftMax, Tanh
 from .losses import MSE, NLL
 from .sequential import Sequential
-
-__version__ = "0.1.0"
+from .training import History
 
 __all__ = [
     "MSE",
     "NLL",
+    "History",
     "Layer",
     "Linear",
     "ReLU",
@@ -21,4 +24,5 @@ __all__ = [
     "Sigmoid",
     "SoftMax",
     "Tanh",
+    "load",
 ]

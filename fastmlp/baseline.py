@@ -25,6 +25,7 @@ __all__ = [
     "nll_forward",
     "relu_backward",
     "relu_forward",
+    "sgd_update",
     "sigmoid_backward",
     "sigmoid_forward",
     "softmax_backward",
@@ -58,6 +59,31 @@ def linear_update(W, W0, dLdW, dLdW0, lrate):
     """Take one gradient step in place: ``W -= lrate * dLdW`` and likewise W0."""
     W -= lrate * dLdW
     W0 -= lrate * dLdW0
+
+
+def sgd_update(W, W0, dLdW, dLdW0, VW, VW0, lrate, scale, momentum, nesterov, weight_decay):
+    """One optimizer step in place, from gradients summed over a batch.
+
+    With ``g = scale * dLdW + weight_decay * W`` (``scale`` is 1 / batch size,
+    so ``g`` is the mean gradient; biases get no decay): plain SGD is
+    ``W -= lrate * g``; with momentum ``V = momentum * V - lrate * g`` and
+    ``W += V``, or ``W += momentum * V - lrate * g`` for Nesterov's variant
+    (the rule of scikit-learn's SGD optimizer). ``VW`` and ``VW0`` hold the
+    velocities and are only touched when ``momentum`` is nonzero.
+    """
+    for P, grad, V, decay in ((W, dLdW, VW, weight_decay), (W0, dLdW0, VW0, 0.0)):
+        g = grad * scale
+        if decay:
+            g += decay * P
+        if not momentum:
+            P -= lrate * g
+            continue
+        V *= momentum
+        V -= lrate * g
+        if nesterov:
+            P += momentum * V - lrate * g
+        else:
+            P += V
 
 
 def relu_forward(Z):

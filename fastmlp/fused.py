@@ -66,33 +66,39 @@ def make_plan(modules, loss):
     )
 
 
-class FlatNetwork:
-    """Parameters ``P`` and gradients ``G`` of a planned network, in two flat buffers.
+#: The Linear attributes kept in the flat buffers P (parameters), G (last
+#: gradients) and V (optimizer velocities), in the order of FlatNetwork.views.
+BOUND = ("W", "W0", "dLdW", "dLdW0", "_VW", "_VW0")
 
-    Layout, per Linear layer in order: ``W`` (m x n, row-major) then ``W0``
-    (n). :meth:`bind` makes each layer's arrays views into the buffers,
-    copying in any array the user replaced since.
+
+class FlatNetwork:
+    """Parameters ``P``, gradients ``G`` and velocities ``V`` of a planned network.
+
+    Layout of each buffer, per Linear layer in order: the (m x n) matrix,
+    row-major, then the n biases. :meth:`bind` makes each layer's arrays
+    views into the buffers, copying in any array the user replaced since.
     """
 
     def __init__(self, plan, dtype):
         self.plan = plan
         self.P = np.zeros(plan.n_params, dtype=dtype)
         self.G = np.zeros(plan.n_params, dtype=dtype)
+        self.V = np.zeros(plan.n_params, dtype=dtype)
         self.views = []
         o = 0
         for m, n in zip(plan.sizes[:-1], plan.sizes[1:], strict=True):
             w, b = slice(o, o + m * n), slice(o + m * n, o + m * n + n)
-            self.views.append((
-                self.P[w].reshape(m, n), self.P[b].reshape(n, 1),
-                self.G[w].reshape(m, n), self.G[b].reshape(n, 1),
+            self.views.append(tuple(
+                view for buf in (self.P, self.G, self.V)
+                for view in (buf[w].reshape(m, n), buf[b].reshape(n, 1))
             ))
             o += m * n + n
         self.bind()
 
     def bind(self):
-        """Make every layer's W, W0, dLdW and dLdW0 views into P and G."""
+        """Make every layer's parameters, gradients and velocities views into the buffers."""
         for i, (lin, views) in enumerate(zip(self.plan.linears, self.views, strict=True)):
-            for name, view in zip(("W", "W0", "dLdW", "dLdW0"), views, strict=True):
+            for name, view in zip(BOUND, views, strict=True):
                 current = getattr(lin, name, None)
                 if current is view:
                     continue

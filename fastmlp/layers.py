@@ -127,6 +127,14 @@ class Linear(Layer):
         self.W0 = np.zeros((self.n, 1), dtype=dtype)
         self.W = rng.normal(0, np.sqrt(1 / self.m), (self.m, self.n)).astype(dtype, copy=False)
 
+    @classmethod
+    def _from_arrays(cls, W, W0):
+        """A Linear layer holding copies of ``W`` and ``W0``, drawing nothing at random."""
+        self = cls.__new__(cls)
+        self.m, self.n = W.shape
+        self.W, self.W0 = np.array(W), np.array(W0)
+        return self
+
     @property
     def dtype(self):
         """The floating-point type of the parameters."""
@@ -165,6 +173,14 @@ class Linear(Layer):
             )
             if not ok:
                 setattr(self, name, np.zeros(shape, dtype=self.W.dtype))
+
+    def _velocity(self):
+        """The optimizer's velocities for W and W0 (zeros until momentum is used)."""
+        for name, like in (("_VW", self.W), ("_VW0", self.W0)):
+            buf = getattr(self, name, None)
+            if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+                setattr(self, name, np.zeros_like(like))
+        return self._VW, self._VW0
 
     def sgd_step(self, lrate):
         """Update in place: ``W -= lrate * dLdW`` and ``W0 -= lrate * dLdW0``."""

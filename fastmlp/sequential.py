@@ -6,10 +6,12 @@ import inspect
 import numpy as np
 
 from . import _validation as v
+from ._progress import Progress
 from .engines import get_engine
 from .fused import FlatNetwork, make_plan
 from .layers import Layer, Linear, ReLU, Sigmoid, SoftMax, Tanh
-from .losses import NLL, is_classification
+from .losses import is_classification
+from .training import fit, make_steps
 
 __all__ = ["Sequential"]
 
@@ -191,20 +193,142 @@ class Sequential:
         rng = v.as_rng(seed)
         if not verbose:
             every = None
-        run = self._runner(X, Y, batch_size)
+        steps = make_steps(self, X, Y)
         stream = _IndexStream(rng, X.shape[1], batch_size, iters)
+        progress = Progress(verbose and every, iters, "step")
         it, report = 0, None
-        for stop, report_next in _report_stops(iters, every):
-            losses = run(stream.take(stop - it), lrate)
-            if report is not None:  # accuracy before this block, loss of its first step
-                _print_report(it, report[0], losses[0])
-            it = stop
-            report = (self._accuracy(X, Y),) if report_next else None
+        try:
+            for stop, report_next in _report_stops(iters, every):
+                losses, _ = steps.run(stream.take(stop - it).ravel(), batch_size, lrate)
+                line = None
+                if report is not None:  # accuracy before this block, loss of its first step
+                    line = _report_line(it, report[0], losses[0])
+                    progress.update(stop - it, line, acc=report[0], loss=float(losses[0]))
+                else:
+                    progress.update(stop - it)
+                it = stop
+                report = (self._accuracy(X, Y),) if report_next else None
+        finally:
+            progress.close()
+
+    def fit(self, X, Y, epochs=10, batch_size=32, lrate=0.01, *, momentum=0.0, nesterov=False,
+            weight_decay=0.0, lr_schedule="constant", power_t=0.5, shuffle=True, seed=None,
+            validation_data=None, early_stopping=False, patience=5, monitor=None,
+            min_delta=0.0, restore_best=True, callbacks=None, verbose=1):
+        """Train for ``epochs`` passes over the data in mini-batches.
+
+        Each epoch visits every sample once, in a fresh random order (or in
+        order with ``shuffle=False``), and takes one step per batch along the
+        mean gradient of the batch. Networks of built-in layers on the Numba
+        engine run each epoch as one compiled call, momentum and weight decay
+        included.
+
+        Parameters
+        ----------
+        X : array-like of shape (features, samples)
+        Y : array-like of shape (outputs, samples)
+            Targets; one-hot columns for an NLL loss.
+        epochs : int, default 10
+        batch_size : int, default 32
+            Samples per step; the last batch of an epoch may be smaller.
+        lrate : float, default 0.01
+            Initial learning rate.
+        momentum : float in [0, 1), default 0
+            Momentum coefficient: ``V = momentum * V - lrate * g``, ``W += V``.
+            Velocities persist across ``fit`` calls, as in Keras.
+        nesterov : bool, default False
+            Nesterov's momentum: ``W += momentum * V - lrate * g``.
+        weight_decay : float, default 0
+            L2 coefficient added to the weights' gradient,
+            ``g = mean gradient + weight_decay * W`` (biases are not decayed).
+        lr_schedule : {"constant", "invscaling", "adaptive"} or callable
+            "invscaling" uses ``lrate / (t + 1) ** power_t`` with ``t`` the
+            samples seen (scikit-learn's rule); "adaptive" divides the rate
+            by 5 whenever the monitored value has not improved for
+            ``patience`` epochs; a callable ``f(epoch, lrate)`` returns the
+            rate of each epoch.
+        power_t : float, default 0.5
+            Exponent of "invscaling".
+        shuffle : bool, default True
+            Visit the samples in a fresh random order each epoch.
+        seed : None, int, RandomState or Generator
+            Source of the shuffles; None uses NumPy's global generator.
+        validation_data : (X_val, Y_val), optional
+            Scored after every epoch.
+        early_stopping : bool, default False
+            Stop when the monitored value has not improved by more than
+            ``min_delta`` for ``patience`` epochs.
+        patience : int, default 5
+        monitor : {"loss", "accuracy", "val_loss", "val_accuracy"}, optional
+            What early stopping and "adaptive" watch; default "val_loss" with
+            validation data, else "loss".
+        min_delta : float, default 0
+        restore_best : bool, default True
+            After early stopping, put back the weights of the best epoch.
+        callbacks : callable or list of callables, optional
+            Each is called as ``cb(model, history)`` after every epoch;
+            returning True stops training.
+        verbose : {0, 1, 2}, default 1
+            0 is silent; 1 shows a progress bar on a terminal (one line per
+            epoch otherwise); 2 always prints one line per epoch.
+
+        Returns
+        -------
+        History
+            Per-epoch loss, accuracy, validation scores, learning rate and
+            wall time.
+        """
+        return fit(self, X, Y, epochs=epochs, batch_size=batch_size, lrate=lrate,
+                   momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                   lr_schedule=lr_schedule, power_t=power_t, shuffle=shuffle, seed=seed,
+                   validation_data=validation_data, early_stopping=early_stopping,
+                   patience=patience, monitor=monitor, min_delta=min_delta,
+                   restore_best=restore_best, callbacks=callbacks, verbose=verbose)
+
+    def predict(self, X):
+        """Return class indices (for a last layer with ``class_fun``) or outputs.
+
+        Parameters
+        ----------
+        X : array-like of shape (features, samples)
+
+        Returns
+        -------
+        ndarray
+            Shape (samples,) of class indices for a classifier, else the
+            network's outputs, shape (outputs, samples).
+        """
+        n_in, _ = _io_sizes(self.modules)
+        X = v.as_matrix(X, "X", self.dtype, n_in, "features")
+        out = self._forward_chunked(X)
+        return self.modules[-1].class_fun(out) if self._classifier else out
+
+    def evaluate(self, X, Y):
+        """Return ``(loss, accuracy)`` on X, Y: the mean loss per sample and the
+        fraction classified right (None for a network without ``class_fun``).
+        """
+        X, Y = self._check_data(X, Y)
+        out = self._forward_chunked(X)
+        loss = self.loss.forward(out, Y) / X.shape[1]
+        if not self._classifier:
+            return loss, None
+        cf = self.modules[-1].class_fun
+        return loss, float(np.mean(cf(out) == cf(Y)))
+
+    def save(self, path):
+        """Write the model to a single ``.npz`` file (no pickle); return its path.
+
+        The write is atomic: an interrupted save leaves any previous file at
+        ``path`` intact. Read it back with :func:`fastmlp.load`.
+        """
+        from .io import save
+
+        return save(self, path)
 
     def print_accuracy(self, it, X, Y, cur_loss, every=250):
         """Print accuracy on ``X, Y`` and ``cur_loss`` when ``it % every == 1`` (notebook)."""
         if it % every == 1:
-            _print_report(it, self._accuracy(X, Y), cur_loss)
+            print(_report_line(it, self._accuracy(X, Y), cur_loss), flush=True)
 
     # -- checks -----------------------------------------------------------
 
@@ -222,14 +346,19 @@ class Sequential:
             v.check_one_hot(Y, "Y")
         return X, Y
 
-    # -- training paths ---------------------------------------------------
+    # -- internals --------------------------------------------------------
 
-    def _runner(self, X, Y, batch_size):
-        """Return ``run(idx, lrate) -> losses`` taking the steps listed in ``idx``."""
-        plan = self._plan()
-        if plan is not None and batch_size == 1:
-            return _FusedPath(self._flat_network(plan), X, Y).run
-        return _LayerPath(self, X, Y, batch_size).run
+    @property
+    def _classifier(self):
+        """True if the last module turns outputs into classes (has ``class_fun``)."""
+        return callable(getattr(self.modules[-1], "class_fun", None))
+
+    def _forward_chunked(self, X, chunk=8192):
+        """The output for every column of X, computed a chunk of columns at a time."""
+        if X.shape[1] <= chunk:
+            return self.forward(X)
+        parts = [self.forward(X[:, i:i + chunk]) for i in range(0, X.shape[1], chunk)]
+        return np.concatenate(parts, axis=1)
 
     def _plan(self):
         """The network as the compiled loops see it, or None if they cannot run it."""
@@ -248,74 +377,10 @@ class Sequential:
 
     def _accuracy(self, X, Y):
         """Fraction of columns of X classified as in Y, or None without a class_fun."""
-        cf = getattr(self.modules[-1], "class_fun", None)
-        if cf is None:
+        if not self._classifier:
             return None
-        return np.mean(cf(self.forward(X)) == cf(Y))
-
-
-class _LayerPath:
-    """The notebook's step, one Python call per module per sample.
-
-    Works for any mix of built-in and user layers; built-in layers still do
-    their arithmetic on the model's engine. Where a SoftMax feeds NLL the
-    combined gradient ``Ypred - Y`` replaces the two backward steps, and the
-    first Linear layer skips its input gradient, which nothing uses.
-    """
-
-    def __init__(self, model, X, Y, batch_size):
-        self.model, self.X, self.Y, self.batch_size = model, X, Y, batch_size
-        mods = model.modules
-        self.combined = (
-            len(mods) > 0 and _builtin(mods[-1], SoftMax) and _builtin(model.loss, NLL)
-        )
-        self.first_linear = _builtin(mods[0], Linear)
-
-    def run(self, idx, lrate):
-        model, X, Y = self.model, self.X, self.Y
-        mods, loss_fn, ops = model.modules, model.loss, model._ops
-        step = lrate if self.batch_size == 1 else lrate / self.batch_size
-        losses = np.empty(len(idx))
-        for k, rows in enumerate(idx):
-            if self.batch_size == 1:
-                t = rows[0]
-                Xt, Yt = X[:, t:t + 1], Y[:, t:t + 1]
-            else:
-                Xt, Yt = X[:, rows], Y[:, rows]
-            Ypred = model.forward(Xt)
-            losses[k] = loss_fn.forward(Ypred, Yt)
-            if self.combined:
-                grad, top = ops.softmax_nll_backward(loss_fn.Ypred, loss_fn.Y), len(mods) - 2
-            else:
-                grad, top = loss_fn.backward(), len(mods) - 1
-            for i in range(top, 0, -1):
-                grad = mods[i].backward(grad)
-            if top >= 0:
-                if self.first_linear:
-                    mods[0]._backward(grad, input_grad=False)
-                else:
-                    mods[0].backward(grad)
-            model.sgd_step(step)
-        return losses
-
-
-class _FusedPath:
-    """Per-sample steps in compiled code: one kernel call per block of steps."""
-
-    def __init__(self, flat, X, Y):
-        from .kernels.fused import sgd_per_sample
-
-        self.kernel, self.flat = sgd_per_sample, flat
-        # Samples become rows: free when X is Fortran-ordered (e.g. the
-        # transpose of a samples x features array), else one copy per call.
-        self.X, self.Y = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
-
-    def run(self, idx, lrate):
-        flat, plan = self.flat, self.flat.plan
-        losses = np.empty(len(idx))
-        self.kernel(flat.P, flat.G, plan.sizes, plan.acts, plan.loss, self.X, self.Y,
-                    np.ascontiguousarray(idx[:, 0]), lrate, losses)
-        return losses
+        cf = self.modules[-1].class_fun
+        return np.mean(cf(self._forward_chunked(X)) == cf(Y))
 
 
 def _sgd_step(module, lrate):
@@ -345,11 +410,11 @@ def _signature_takes_rate(func, bound):
     return variadic or len(positional) > (1 if bound else 0)
 
 
-def _print_report(it, acc, loss):
+def _report_line(it, acc, loss):
+    """The notebook's report line (the loss only, for a network without class_fun)."""
     if acc is None:
-        print("Iteration =", it, "\tLoss =", loss, flush=True)
-    else:
-        print("Iteration =", it, "\tAcc =", acc, "\tLoss =", loss, flush=True)
+        return f"Iteration = {it} \tLoss = {loss}"
+    return f"Iteration = {it} \tAcc = {acc} \tLoss = {loss}"
 
 
 def _check_modules(modules, loss):

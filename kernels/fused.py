@@ -242,6 +242,16 @@ def dense_backward_update(P, wo, bo, m, n, a, dz, lr, da, skip_zero):
 
 
 @jit
+def argmax(v):
+    """Index of the first largest entry of ``v``."""
+    best = 0
+    for j in range(1, v.shape[0]):
+        if v[j] > v[best]:
+            best = j
+    return best
+
+
+@jit
 def write_gradients(G, sizes, woff, boff, x, A, D, aoff):
     """Write the last step's ``dLdW = a dz^T`` and ``dLdW0 = dz`` of every layer into G."""
     L = sizes.shape[0] - 1
@@ -259,7 +269,7 @@ def write_gradients(G, sizes, woff, boff, x, A, D, aoff):
 
 
 @jit
-def sgd_per_sample(P, G, sizes, acts, loss, X, Y, idx, lrate, losses):
+def sgd_per_sample(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits):
     """Run one SGD step per entry of ``idx`` on the network in ``P``, in place.
 
     Parameters
@@ -281,6 +291,8 @@ def sgd_per_sample(P, G, sizes, acts, loss, X, Y, idx, lrate, losses):
         Learning rate, applied in P's dtype.
     losses : float64 array like idx
         Receives the loss of each step.
+    hits : int64 array like idx
+        Receives 1 where the step's largest output is where Y's is, else 0.
     """
     steps = idx.shape[0]
     if steps == 0:
@@ -305,8 +317,9 @@ def sgd_per_sample(P, G, sizes, acts, loss, X, Y, idx, lrate, losses):
             out = A[aoff[ell]:aoff[ell] + n]
             dense_forward(P, woff[ell], boff[ell], m, n, A[aoff[ell - 1]:aoff[ell - 1] + m], out)
             activate(acts[ell], out)
-        losses[t] = head(loss, acts[L - 1], A[aoff[L - 1]:aoff[L]], Y[s],
-                         D[aoff[L - 1]:aoff[L]], eps)
+        out = A[aoff[L - 1]:aoff[L]]
+        losses[t] = head(loss, acts[L - 1], out, Y[s], D[aoff[L - 1]:aoff[L]], eps)
+        hits[t] = argmax(out) == argmax(Y[s])
         for ell in range(L - 1, 0, -1):
             m, n = sizes[ell], sizes[ell + 1]
             a_in = A[aoff[ell - 1]:aoff[ell - 1] + m]

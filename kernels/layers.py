@@ -91,6 +91,44 @@ def linear_update(W, W0, dLdW, dLdW0, lrate):
 
 
 @jit
+def momentum_step(P, grad, V, lr, scale, mu, nesterov, decay):
+    """``g = scale * grad + decay * P``, then plain, momentum or Nesterov SGD on P.
+
+    All arguments are 1-D arrays or scalars in P's dtype (see ``sgd_update``).
+    Each case is its own loop, without branches, so that it vectorizes.
+    """
+    n = P.shape[0]
+    if mu == 0:
+        if decay == 0:
+            for i in range(n):
+                P[i] -= lr * (grad[i] * scale)
+        else:
+            for i in range(n):
+                P[i] -= lr * (grad[i] * scale + decay * P[i])
+    elif nesterov:
+        for i in range(n):
+            g = grad[i] * scale + decay * P[i]
+            v = mu * V[i] - lr * g
+            V[i] = v
+            P[i] += mu * v - lr * g
+    else:
+        for i in range(n):
+            v = mu * V[i] - lr * (grad[i] * scale + decay * P[i])
+            V[i] = v
+            P[i] += v
+
+
+@jit
+def sgd_update(W, W0, dLdW, dLdW0, VW, VW0, lrate, scale, momentum, nesterov, weight_decay):
+    """One optimizer step in place (the rule of ``fastmlp.baseline.sgd_update``)."""
+    t = W.dtype.type
+    lr, sc, mu, wd = t(lrate), t(scale), t(momentum), t(weight_decay)
+    momentum_step(W.reshape(-1), dLdW.reshape(-1), VW.reshape(-1), lr, sc, mu, nesterov, wd)
+    momentum_step(W0.reshape(-1), dLdW0.reshape(-1), VW0.reshape(-1), lr, sc, mu, nesterov,
+                  t(0))
+
+
+@jit
 def relu_forward(Z):
     """Return ``max(Z, 0)`` elementwise (NaN stays NaN)."""
     out = np.empty(Z.shape, dtype=Z.dtype)

@@ -65,3 +65,21 @@ def numerical_grad(f, x, h=1e-6):
         x[i] = old
         g[i] = (fp - fm) / (2 * h)
     return g
+
+
+def _mnist_dir():
+    """The shared MNIST folder, if this machine has it (tests needing it skip otherwise)."""
+    import os
+    from pathlib import Path
+
+    candidates = [os.environ.get("FASTMLP_MNIST_DIR"),
+                  Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
+                  "/work/shared/data/mnist"]
+    for c in candidates:
+        if c and (Path(c) / "train-images-idx3-ubyte.gz").is_file():
+            return Path(c)
+    return None
+
+
+MNIST_DIR = _mnist_dir()
+needs_mnist = pytest.mark.skipif(MNIST_DIR is None, reason="MNIST files not on this machine")

@@ -1,0 +1,345 @@
+"""Training: the two paths that take SGD steps, and ``fit`` built on them.
+
+A *steps* object prepares the data of one training call and then runs
+batches of steps on request: ``run(order, batch, lrate, ...)`` takes one step
+per run of ``batch`` consecutive entries of ``order`` (the last may be
+shorter) and returns each step's summed loss and hit count. The fused path
+does that in one compiled call; the layer-by-layer path loops in Python over
+the modules, exactly as the notebook, for networks the kernels cannot run.
+"""
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _validation as v
+from ._progress import Progress
+from .layers import Linear, SoftMax
+from .losses import NLL
+
+__all__ = ["History", "fit"]
+
+
+def make_steps(model, X, Y):
+    """Return the steps object for ``model`` on checked data X, Y."""
+    plan = model._plan()
+    if plan is not None:
+        return FusedSteps(model._flat_network(plan), X, Y)
+    return LayerSteps(model, X, Y)
+
+
+class FusedSteps:
+    """Steps in compiled code: one kernel call per run of steps."""
+
+    def __init__(self, flat, X, Y):
+        from .kernels.fused import sgd_per_sample
+        from .kernels.minibatch import train_minibatch
+
+        self.per_sample, self.minibatch = sgd_per_sample, train_minibatch
+        self.flat = flat
+        # Samples become rows: free when X is Fortran-ordered (the transpose
+        # of a samples x features array), else one copy per training call.
+        self.X, self.Y = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
+
+    def run(self, order, batch, lrate, momentum=0.0, nesterov=False, weight_decay=0.0):
+        flat, plan = self.flat, self.flat.plan
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        steps = -(-len(order) // batch)
+        losses, hits = np.empty(steps), np.empty(steps, dtype=np.int64)
+        if batch == 1 and momentum == 0 and weight_decay == 0:
+            self.per_sample(flat.P, flat.G, plan.sizes, plan.acts, plan.loss, self.X, self.Y,
+                            order, float(lrate), losses, hits)
+        else:
+            self.minibatch(flat.P, flat.G, flat.V, plan.sizes, plan.acts, plan.loss, self.X,
+                           self.Y, order, int(batch), float(lrate), float(momentum),
+                           bool(nesterov), float(weight_decay), losses, hits)
+        return losses, hits
+
+
+class LayerSteps:
+    """The notebook's step: one Python call per module per batch.
+
+    Works for any mix of built-in and user layers; built-in layers still do
+    their arithmetic on the model's engine. Where a SoftMax feeds NLL the
+    combined gradient ``Ypred - Y`` replaces the two backward steps, and the
+    first Linear layer skips its input gradient, which nothing uses.
+    Momentum and weight decay apply to built-in Linear layers; a layer of
+    your own gets ``sgd_step(lrate / batch)``.
+    """
+
+    def __init__(self, model, X, Y):
+        self.model, self.X, self.Y = model, X, Y
+        mods = model.modules
+        self.combined = type(mods[-1]) is SoftMax and type(model.loss) is NLL
+        self.first_linear = type(mods[0]) is Linear
+
+    def run(self, order, batch, lrate, momentum=0.0, nesterov=False, weight_decay=0.0):
+        from .sequential import _sgd_step
+
+        model, X, Y = self.model, self.X, self.Y
+        mods, loss_fn, ops = model.modules, model.loss, model._ops
+        plain = batch == 1 and momentum == 0 and weight_decay == 0
+        steps = -(-len(order) // batch)
+        losses, hits = np.empty(steps), np.empty(steps, dtype=np.int64)
+        for s in range(steps):
+            rows = order[s * batch:(s + 1) * batch]
+            if len(rows) == 1:  # the notebook's slice: a view, no copy
+                t = rows[0]
+                Xt, Yt = X[:, t:t + 1], Y[:, t:t + 1]
+            else:
+                Xt, Yt = X[:, rows], Y[:, rows]
+            Ypred = model.forward(Xt)
+            losses[s] = loss_fn.forward(Ypred, Yt)
+            hits[s] = np.count_nonzero(np.argmax(Ypred, axis=0) == np.argmax(Yt, axis=0))
+            self._backward(mods, loss_fn, ops)
+            scale = 1.0 / len(rows)
+            for m in mods:
+                if type(m) is not Linear:
+                    _sgd_step(m, lrate * scale)
+                elif plain:
+                    ops.linear_update(m.W, m.W0, m.dLdW, m.dLdW0, lrate)
+                else:
+                    ops.sgd_update(m.W, m.W0, m.dLdW, m.dLdW0, *m._velocity(), lrate, scale,
+                                   momentum, nesterov, weight_decay)
+        return losses, hits
+
+    def _backward(self, mods, loss_fn, ops):
+        if self.combined:
+            grad, top = ops.softmax_nll_backward(loss_fn.Ypred, loss_fn.Y), len(mods) - 2
+        else:
+            grad, top = loss_fn.backward(), len(mods) - 1
+        for i in range(top, 0, -1):
+            grad = mods[i].backward(grad)
+        if top >= 0:
+            if self.first_linear:
+                mods[0]._backward(grad, input_grad=False)
+            else:
+                mods[0].backward(grad)
+
+
+@dataclass
+class History:
+    """What :meth:`Sequential.fit <fastmlp.Sequential.fit>` recorded, epoch by epoch.
+
+    Attributes
+    ----------
+    loss : list of float
+        Mean training loss per sample, accumulated over the epoch's steps.
+    accuracy : list of float or None
+        Fraction of training samples classified right during the epoch (None
+        entries for a regression loss).
+    val_loss, val_accuracy : list of float
+        The same on ``validation_data`` after each epoch (empty without it).
+    lr : list of float
+        Learning rate used in each epoch.
+    time : list of float
+        Wall time of each epoch's training steps, in seconds.
+    best_epoch : int or None
+        Epoch (from 0) with the best monitored value.
+    stopped_early : bool
+        Whether early stopping (or a callback) ended training.
+    """
+
+    loss: list = field(default_factory=list)
+    accuracy: list = field(default_factory=list)
+    val_loss: list = field(default_factory=list)
+    val_accuracy: list = field(default_factory=list)
+    lr: list = field(default_factory=list)
+    time: list = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    @property
+    def epochs(self):
+        """Number of epochs trained."""
+        return len(self.loss)
+
+    @property
+    def history(self):
+        """The per-epoch lists as a dict, Keras style."""
+        keys = ["loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"]
+        return {k: getattr(self, k) for k in keys if getattr(self, k)}
+
+
+SCHEDULES = ("constant", "invscaling", "adaptive")
+MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy")
+
+
+class _Schedule:
+    """Learning rate per epoch: constant, inverse scaling, adaptive, or a callable.
+
+    "invscaling" is scikit-learn's ``lrate / (t + 1) ** power_t``, ``t`` the
+    number of samples seen before the epoch; "adaptive" divides the rate by 5
+    each time the monitored value fails to improve for ``patience`` epochs; a
+    callable is called as ``f(epoch, lrate)`` and returns the epoch's rate.
+    """
+
+    def __init__(self, kind, lrate, power_t):
+        if not (callable(kind) or kind in SCHEDULES):
+            raise ValueError(f"lr_schedule must be one of {SCHEDULES} or a callable; got {kind!r}")
+        self.kind, self.lrate0, self.power_t = kind, lrate, power_t
+        self.current = lrate
+
+    def rate(self, epoch, seen):
+        if callable(self.kind):
+            lr = self.kind(epoch, self.lrate0)
+            return v.check_positive_float(lr, f"lr_schedule({epoch}, {self.lrate0})")
+        if self.kind == "invscaling":
+            return self.lrate0 / (seen + 1) ** self.power_t
+        return self.current
+
+    def plateau(self):
+        """Divide an adaptive rate by 5; return False when it is already tiny."""
+        if self.kind != "adaptive" or self.current <= 1e-6:
+            return False
+        self.current /= 5
+        return True
+
+
+class _Monitor:
+    """Tracks the best value of a metric and epochs without improvement."""
+
+    def __init__(self, name, min_delta):
+        self.name, self.min_delta = name, min_delta
+        self.sign = -1.0 if name.endswith("loss") else 1.0  # higher is better for accuracy
+        self.best, self.best_epoch, self.wait = None, None, 0
+
+    def update(self, value, epoch):
+        """Record ``value``; return True if it improved on the best by more than min_delta."""
+        if value is None or not np.isfinite(value):
+            self.wait += 1
+            return False
+        if self.best is None or self.sign * (value - self.best) > self.min_delta:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return True
+        self.wait += 1
+        return False
+
+
+def fit(model, X, Y, *, epochs, batch_size, lrate, momentum, nesterov, weight_decay,
+        lr_schedule, power_t, shuffle, seed, validation_data, early_stopping, patience,
+        monitor, min_delta, restore_best, callbacks, verbose):
+    """Implementation of :meth:`Sequential.fit`; see there."""
+    X, Y = model._check_data(X, Y)
+    epochs = v.check_int(epochs, "epochs", 0)
+    batch_size = v.check_int(batch_size, "batch_size", 1)
+    lrate = v.check_positive_float(lrate, "lrate")
+    momentum = v.check_positive_float(momentum, "momentum", allow_zero=True)
+    if momentum >= 1:
+        raise ValueError(f"momentum must be in [0, 1); got {momentum!r}")
+    weight_decay = v.check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+    power_t = v.check_positive_float(power_t, "power_t", allow_zero=True)
+    patience = v.check_int(patience, "patience", 1)
+    min_delta = v.check_positive_float(min_delta, "min_delta", allow_zero=True)
+    schedule = _Schedule(lr_schedule, lrate, power_t)
+    val = _check_validation(model, validation_data)
+    classifier = model._classifier
+    monitor = _check_monitor(monitor, val is not None, classifier)
+    callbacks = _check_callbacks(callbacks)
+    rng = v.as_rng(seed)
+
+    steps = make_steps(model, X, Y)
+    n = X.shape[1]
+    history = History()
+    tracker = _Monitor(monitor, min_delta)
+    best_params = None
+    progress = Progress(verbose, epochs, "epoch")
+    try:
+        for epoch in range(epochs):
+            lr = schedule.rate(epoch, epoch * n)
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            t0 = time.perf_counter()
+            losses, hits = steps.run(order, batch_size, lr, momentum, nesterov, weight_decay)
+            history.time.append(time.perf_counter() - t0)
+            history.lr.append(lr)
+            history.loss.append(float(losses.sum()) / n)
+            history.accuracy.append(float(hits.sum()) / n if classifier else None)
+            if val is not None:
+                vl, va = model.evaluate(*val)
+                history.val_loss.append(vl)
+                history.val_accuracy.append(va)
+            metrics = _latest(history)
+            progress.update(1, line=_epoch_line(epoch, epochs, metrics, history.time[-1]),
+                            **{k: x for k, x in metrics.items() if x is not None})
+            if not math.isfinite(history.loss[-1]):
+                warnings.warn(f"training diverged at epoch {epoch} (loss {history.loss[-1]}); "
+                              "try a smaller lrate", RuntimeWarning, stacklevel=3)
+                history.stopped_early = True
+                break
+            if tracker.update(metrics[monitor], epoch) and early_stopping and restore_best:
+                best_params = _snapshot(model)
+            if tracker.wait >= patience:
+                if schedule.plateau():
+                    tracker.wait = 0
+                elif early_stopping:
+                    history.stopped_early = True
+                    break
+            if any(cb(model, history) for cb in callbacks):
+                history.stopped_early = True
+                break
+    finally:
+        progress.close()
+    history.best_epoch = tracker.best_epoch
+    if best_params is not None and history.best_epoch != history.epochs - 1:
+        _restore(model, best_params)
+    return history
+
+
+def _latest(history):
+    out = {"loss": history.loss[-1], "accuracy": history.accuracy[-1]}
+    if history.val_loss:
+        out.update(val_loss=history.val_loss[-1], val_accuracy=history.val_accuracy[-1])
+    return out
+
+
+def _epoch_line(epoch, epochs, metrics, seconds):
+    parts = [f"Epoch {epoch + 1}/{epochs}"]
+    parts += [f"{k} {x:.4f}" for k, x in metrics.items() if x is not None]
+    parts.append(f"{seconds:.2f}s")
+    return " - ".join(parts)
+
+
+def _check_validation(model, validation_data):
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise TypeError(f"validation_data must be a pair (X_val, Y_val); got {validation_data!r}")
+    try:
+        return model._check_data(*validation_data)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"validation_data: {exc}") from None
+
+
+def _check_monitor(monitor, has_val, classification):
+    if monitor is None:
+        return "val_loss" if has_val else "loss"
+    if monitor not in MONITORS:
+        raise ValueError(f"monitor must be one of {MONITORS}; got {monitor!r}")
+    if monitor.startswith("val_") and not has_val:
+        raise ValueError(f"monitor={monitor!r} needs validation_data")
+    if monitor.endswith("accuracy") and not classification:
+        raise ValueError(f"monitor={monitor!r} needs a classifier (a last layer with class_fun)")
+    return monitor
+
+
+def _check_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables cb(model, history); got {cb!r}")
+    return callbacks
+
+
+def _snapshot(model):
+    return [(m, m.W.copy(), m.W0.copy()) for m in model.modules if isinstance(m, Linear)]
+
+
+def _restore(model, snapshot):
+    for m, W, W0 in snapshot:
+        m.W[...] = W
+        m.W0[...] = W0
