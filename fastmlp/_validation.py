@@ -70,9 +70,10 @@ def as_matrix(value, name, dtype, rows=None, what="features"):
 
 def check_finite(arr, name):
     """Raise ValueError if ``arr`` holds NaN or infinity."""
-    # A sum is one pass with no temporary; only if it is not finite (NaN, inf,
-    # or an overflow of finite values) do we look element by element.
-    if not np.isfinite(arr.sum(dtype=np.float64)) and not np.isfinite(arr).all():
+    # A sum in the array's own dtype is one pass with no temporary; only if it
+    # is not finite (NaN, inf, or an overflow of finite values) do we look
+    # element by element.
+    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise ValueError(
             f"{name} must contain only finite values; found {arr[bad]} at index {bad}"

@@ -142,14 +142,10 @@ class Linear(Layer):
 
     def forward(self, A):
         """Return ``W.T @ A + W0`` for ``A`` of shape (m, batch), remembering ``A``."""
-        self.A = _check_batch(A, "A", self.m, self.W.dtype)
-        return self._ops.linear_forward(self.W, self.W0, self.A)
+        return self._fwd(_check_batch(A, "A", self.m, self.W.dtype))
 
     def backward(self, dLdZ):
         """Store ``dLdW`` and ``dLdW0`` (summed over the batch) and return ``W @ dLdZ``."""
-        return self._backward(dLdZ, input_grad=True)
-
-    def _backward(self, dLdZ, input_grad):
         A = getattr(self, "A", None)
         if A is None:
             raise RuntimeError("Linear.backward called before forward")
@@ -160,7 +156,16 @@ class Linear(Layer):
                 f"got shape {dLdZ.shape}"
             )
         self._ensure_grad_buffers()
-        return self._ops.linear_backward(self.W, A, dLdZ, self.dLdW, self.dLdW0, input_grad)
+        return self._bwd(dLdZ)
+
+    # The unchecked steps, for training loops that checked their data once.
+
+    def _fwd(self, A):
+        self.A = A
+        return self._ops.linear_forward(self.W, self.W0, A)
+
+    def _bwd(self, dLdZ, input_grad=True):
+        return self._ops.linear_backward(self.W, self.A, dLdZ, self.dLdW, self.dLdW0, input_grad)
 
     def _ensure_grad_buffers(self):
         for name, shape in (("dLdW", self.W.shape), ("dLdW0", self.W0.shape)):
@@ -199,9 +204,7 @@ class _Activation(Layer):
 
     def forward(self, Z):
         """Return the activation of ``Z`` (features, batch), remembering it as ``A``."""
-        Z = _as_float(Z, "Z")
-        self.A = getattr(self._ops, self._forward_fn)(Z)
-        return self.A
+        return self._fwd(_as_float(Z, "Z"))
 
     def backward(self, dLdA):
         """Return the gradient with respect to the input, given ``dLdA``."""
@@ -211,7 +214,14 @@ class _Activation(Layer):
         dLdA = _as_float(dLdA, "dLdA", A.dtype)
         if dLdA.shape != A.shape:
             raise ValueError(f"dLdA must have shape {A.shape}, like A; got {dLdA.shape}")
-        return getattr(self._ops, self._backward_fn)(A, dLdA)
+        return self._bwd(dLdA)
+
+    def _fwd(self, Z):
+        self.A = getattr(self._ops, self._forward_fn)(Z)
+        return self.A
+
+    def _bwd(self, dLdA):
+        return getattr(self._ops, self._backward_fn)(self.A, dLdA)
 
 
 class ReLU(_Activation):

@@ -17,8 +17,11 @@ import numpy as np
 
 from . import _validation as v
 from ._progress import Progress
-from .layers import Linear, SoftMax
-from .losses import NLL
+from .layers import Linear, ReLU, Sigmoid, SoftMax, Tanh
+from .losses import MSE, NLL
+
+#: Layers whose unchecked steps (_fwd, _bwd) the layer-by-layer path may call.
+BUILTIN = (Linear, ReLU, Tanh, Sigmoid, SoftMax)
 
 __all__ = ["History", "fit"]
 
@@ -44,46 +47,60 @@ class FusedSteps:
         # of a samples x features array), else one copy per training call.
         self.X, self.Y = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
 
-    def run(self, order, batch, lrate, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def run(self, order, batch, lrate, momentum=0.0, nesterov=False, weight_decay=0.0,
+            hits=False):
         flat, plan = self.flat, self.flat.plan
         order = np.ascontiguousarray(order, dtype=np.int64)
         steps = -(-len(order) // batch)
-        losses, hits = np.empty(steps), np.empty(steps, dtype=np.int64)
+        losses, hit = np.empty(steps), np.empty(steps, dtype=np.int64)
         if batch == 1 and momentum == 0 and weight_decay == 0:
             self.per_sample(flat.P, flat.G, plan.sizes, plan.acts, plan.loss, self.X, self.Y,
-                            order, float(lrate), losses, hits)
+                            order, float(lrate), losses, hit)
         else:
             self.minibatch(flat.P, flat.G, flat.V, plan.sizes, plan.acts, plan.loss, self.X,
                            self.Y, order, int(batch), float(lrate), float(momentum),
-                           bool(nesterov), float(weight_decay), losses, hits)
-        return losses, hits
+                           bool(nesterov), float(weight_decay), losses, hit)
+        return losses, hit
 
 
 class LayerSteps:
     """The notebook's step: one Python call per module per batch.
 
     Works for any mix of built-in and user layers; built-in layers still do
-    their arithmetic on the model's engine. Where a SoftMax feeds NLL the
-    combined gradient ``Ypred - Y`` replaces the two backward steps, and the
-    first Linear layer skips its input gradient, which nothing uses.
-    Momentum and weight decay apply to built-in Linear layers; a layer of
-    your own gets ``sgd_step(lrate / batch)``.
+    their arithmetic on the model's engine, through their unchecked steps
+    (the data were checked once, up front), so this path is also a fair
+    NumPy baseline. Where a SoftMax feeds NLL the combined gradient
+    ``Ypred - Y`` replaces the two backward steps, and a first Linear layer
+    skips its input gradient, which nothing uses. Momentum and weight decay
+    apply to built-in Linear layers; a layer of your own gets
+    ``sgd_step(lrate / batch)``.
     """
 
     def __init__(self, model, X, Y):
         self.model, self.X, self.Y = model, X, Y
-        mods = model.modules
-        self.combined = type(mods[-1]) is SoftMax and type(model.loss) is NLL
+        mods, loss = model.modules, model.loss
+        builtin = [type(m) in BUILTIN for m in mods]
+        self.forwards = [m._fwd if b else m.forward for m, b in zip(mods, builtin, strict=True)]
+        self.backwards = [m._bwd if b else m.backward for m, b in zip(mods, builtin, strict=True)]
+        self.combined = type(mods[-1]) is SoftMax and type(loss) is NLL
+        top = len(mods) - 2 if self.combined else len(mods) - 1
+        self.chain = self.backwards[top:0:-1]  # backward through modules top .. 1
+        self.first = None if top < 0 else self.backwards[0]
         self.first_linear = type(mods[0]) is Linear
+        self.linears = [m for m in mods if type(m) is Linear]
+        self.others = [m for m, b in zip(mods, builtin, strict=True) if not b]
+        for m in self.linears:
+            m._ensure_grad_buffers()
+        self.builtin_loss = type(loss) in (NLL, MSE)
 
-    def run(self, order, batch, lrate, momentum=0.0, nesterov=False, weight_decay=0.0):
+    def run(self, order, batch, lrate, momentum=0.0, nesterov=False, weight_decay=0.0,
+            hits=False):
         from .sequential import _sgd_step
 
-        model, X, Y = self.model, self.X, self.Y
-        mods, loss_fn, ops = model.modules, model.loss, model._ops
+        X, Y, ops, loss_fn = self.X, self.Y, self.model._ops, self.model.loss
         plain = batch == 1 and momentum == 0 and weight_decay == 0
         steps = -(-len(order) // batch)
-        losses, hits = np.empty(steps), np.empty(steps, dtype=np.int64)
+        losses, hit = np.empty(steps), np.zeros(steps, dtype=np.int64)
         for s in range(steps):
             rows = order[s * batch:(s + 1) * batch]
             if len(rows) == 1:  # the notebook's slice: a view, no copy
@@ -91,33 +108,37 @@ class LayerSteps:
                 Xt, Yt = X[:, t:t + 1], Y[:, t:t + 1]
             else:
                 Xt, Yt = X[:, rows], Y[:, rows]
-            Ypred = model.forward(Xt)
-            losses[s] = loss_fn.forward(Ypred, Yt)
-            hits[s] = np.count_nonzero(np.argmax(Ypred, axis=0) == np.argmax(Yt, axis=0))
-            self._backward(mods, loss_fn, ops)
+            A = Xt
+            for f in self.forwards:
+                A = f(A)
+            losses[s] = self._loss(loss_fn, ops, A, Yt)
+            if hits:
+                hit[s] = np.count_nonzero(np.argmax(A, axis=0) == np.argmax(Yt, axis=0))
+            grad = ops.softmax_nll_backward(A, Yt) if self.combined else loss_fn.backward()
+            for b in self.chain:
+                grad = b(grad)
+            if self.first is not None:
+                if self.first_linear:
+                    self.first(grad, False)
+                else:
+                    self.first(grad)
             scale = 1.0 / len(rows)
-            for m in mods:
-                if type(m) is not Linear:
-                    _sgd_step(m, lrate * scale)
-                elif plain:
+            for m in self.linears:
+                if plain:
                     ops.linear_update(m.W, m.W0, m.dLdW, m.dLdW0, lrate)
                 else:
                     ops.sgd_update(m.W, m.W0, m.dLdW, m.dLdW0, *m._velocity(), lrate, scale,
                                    momentum, nesterov, weight_decay)
-        return losses, hits
+            for m in self.others:
+                _sgd_step(m, lrate * scale)
+        return losses, hit
 
-    def _backward(self, mods, loss_fn, ops):
-        if self.combined:
-            grad, top = ops.softmax_nll_backward(loss_fn.Ypred, loss_fn.Y), len(mods) - 2
-        else:
-            grad, top = loss_fn.backward(), len(mods) - 1
-        for i in range(top, 0, -1):
-            grad = mods[i].backward(grad)
-        if top >= 0:
-            if self.first_linear:
-                mods[0]._backward(grad, input_grad=False)
-            else:
-                mods[0].backward(grad)
+    def _loss(self, loss_fn, ops, Ypred, Y):
+        """The loss of the step; the loss object keeps Ypred and Y, as in the notebook."""
+        if not self.builtin_loss:
+            return loss_fn.forward(Ypred, Y)
+        loss_fn.Ypred, loss_fn.Y = Ypred, Y
+        return getattr(ops, loss_fn._forward_fn)(Ypred, Y)
 
 
 @dataclass
@@ -252,7 +273,8 @@ def fit(model, X, Y, *, epochs, batch_size, lrate, momentum, nesterov, weight_de
             lr = schedule.rate(epoch, epoch * n)
             order = rng.permutation(n) if shuffle else np.arange(n)
             t0 = time.perf_counter()
-            losses, hits = steps.run(order, batch_size, lr, momentum, nesterov, weight_decay)
+            losses, hits = steps.run(order, batch_size, lr, momentum, nesterov, weight_decay,
+                                     hits=True)
             history.time.append(time.perf_counter() - t0)
             history.lr.append(lr)
             history.loss.append(float(losses.sum()) / n)
