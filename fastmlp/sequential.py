@@ -90,6 +90,10 @@ class Sequential:
         Floating-point type of parameters, activations and gradients. None
         takes the dtype of the Linear layers (float64 unless created
         otherwise); given, the Linear layers are cast to it.
+    fuse : bool, default True
+        Allow the fused compiled loops. False forces the layer-by-layer path
+        (the notebook's loop, each built-in layer still on the engine's
+        kernels), for instance to measure what fusion buys.
 
     Notes
     -----
@@ -98,10 +102,11 @@ class Sequential:
     updated in place.
     """
 
-    def __init__(self, modules, loss, *, engine=None, dtype=None):
+    def __init__(self, modules, loss, *, engine=None, dtype=None, fuse=True):
         _check_modules(modules, loss)
         self.modules = modules
         self.loss = loss
+        self.fuse = bool(fuse)
         self._ops = get_engine(engine)
         self.dtype = _common_dtype(modules, dtype)
         for m in [*modules, loss]:
@@ -119,8 +124,9 @@ class Sequential:
     def path(self):
         """How :meth:`sgd` trains this network: "fused" or "layer-by-layer".
 
-        "fused" (one compiled call runs many steps) when the engine is Numba
-        and the network is made of built-in layers only; otherwise
+        "fused" (one compiled call runs many steps) when the engine is Numba,
+        the network is made of built-in layers only and ``fuse`` is True;
+        otherwise
         "layer-by-layer", the notebook's loop of Python calls, in which
         built-in layers still use the engine's kernels.
         """
@@ -362,7 +368,7 @@ class Sequential:
 
     def _plan(self):
         """The network as the compiled loops see it, or None if they cannot run it."""
-        if self.engine != "numba":
+        if self.engine != "numba" or not self.fuse:
             return None
         return make_plan(self.modules, self.loss)
 

@@ -14,3 +14,10 @@ def stream_pass(P, c):
     k = P.dtype.type(c)
     for i in range(P.shape[0]):
         P[i] -= k * P[i]
+
+
+@jit
+def stream_passes(P, c, k):
+    """``k`` stream passes in one compiled call (no dispatch cost between them)."""
+    for _ in range(k):
+        stream_pass(P, c)
