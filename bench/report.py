@@ -16,14 +16,16 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-PATH_ORDER = ("notebook", "numpy", "numba-layer", "numba-fused", "numba-blocked", "stream")
+PATH_ORDER = ("notebook", "numpy", "numba-layer", "numba-onepass", "numba-blocked",
+              "numba-fused", "stream")
 PATH_LABEL = {
     "notebook": "notebook 002 as written",
     "numpy": "NumPy engine",
     "numba-layer": "Numba, layer by layer",
-    "numba-fused": "Numba, fused",
-    "numba-blocked": "Numba, fused + blocked",
-    "stream": "stream (memory floor)",
+    "numba-onepass": "Numba, fused one-pass",
+    "numba-blocked": "Numba, fused blocked",
+    "numba-fused": "Numba, fused (default)",
+    "stream": "stream pass (memory floor)",
 }
 
 
@@ -40,19 +42,24 @@ def speed_rows(doc):
         if "workload" in info:
             key = (info["workload"], info["name"], info["mode"], info["dtype"])
             groups[key][info["path"]] = (b["stats"]["median"], info)
+    def us(entry):
+        return entry[0] / entry[1]["samples_per_call"] * 1e6 if entry else None
+
     rows = []
     for key in sorted(groups, key=lambda k: (k[0], k[2] != "per-sample", k[2], k[3] != "float64")):
         paths = groups[key]
-        base = paths.get("numpy")
-        base_us = base[0] / base[1]["samples_per_call"] * 1e6 if base else None
+        base, stream, onepass = (us(paths.get(p)) for p in ("numpy", "stream", "numba-onepass"))
         for p in sorted(paths, key=PATH_ORDER.index):
-            median, info = paths[p]
-            us = median / info["samples_per_call"] * 1e6
+            t = us(paths[p])
+            info = paths[p][1]
             rows.append({
                 "workload": f"{key[0]} {key[1]}", "mode": key[2], "dtype": key[3], "path": p,
-                "us": us, "sps": 1e6 / us, "speedup": base_us / us if base_us else None,
+                "us": t, "sps": 1e6 / t, "speedup": base / t if base else None,
+                "stream": t / stream if stream and p != "stream" else None,
+                "onepass": onepass / t if onepass and p in ("numba-blocked", "numba-fused")
+                else None,
                 "gflops": info.get("gflops"), "data": info.get("data", ""),
-                "block": info.get("block"),
+                "block": info.get("block"), "threads": info.get("blas_threads"),
             })
     return rows
 
@@ -78,15 +85,21 @@ def markdown(doc):
         " warm process after a warm-up call.",
         "",
         "| workload | mode | dtype | path | µs / sample | samples / s | speed-up vs NumPy "
-        "| GFLOP/s* |",
-        "|---|---|---|---|---:|---:|---:|---:|",
+        "| time / stream pass | speed-up vs one-pass | GFLOP/s* |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        label = PATH_LABEL[r["path"]] + (f" (k={r['block']})" if r["block"] else "")
+        label = PATH_LABEL[r["path"]]
+        if r["path"] in ("numba-blocked", "numba-fused") and r["mode"] == "per-sample":
+            label += f" (k={r['block']})" if r["block"] else " (one-pass)"
+        if r["threads"]:
+            label += f", {r['threads']} BLAS threads"
         speed = f"**{r['speedup']:.1f}x**" if r["path"] == "numba-fused" and r["speedup"] else (
             f"{r['speedup']:.2f}x" if r["speedup"] else "")
+        ratio = lambda x: f"{x:.2f}" if x else ""  # noqa: E731
         out.append(f"| {r['workload']} | {r['mode']} | {r['dtype']} | {label} | {fmt(r['us'])} "
-                   f"| {fmt(r['sps'])} | {speed} | {fmt(r['gflops'])} |")
+                   f"| {fmt(r['sps'])} | {speed} | {ratio(r['stream'])} | {ratio(r['onepass'])} "
+                   f"| {fmt(r['gflops'])} |")
     sources = sorted({f"{r['workload']}: {r['data']}" for r in rows if r["path"] != "stream"})
     out += ["", "Data: " + "; ".join(sources) + ".",
             "*Dense-equivalent GFLOP/s: training FLOPs of a dense step (forward, weight "

@@ -6,13 +6,20 @@ GFLOP/s for W2 and W4) for ``bench/report.py``.
 """
 
 import pytest
-from workloads import WORKLOADS, all_cases, flops_per_sample, make_runner
+from threadpoolctl import threadpool_limits
+from workloads import MULTITHREADED, WORKLOADS, all_cases, flops_per_sample, make_runner
 
 CASES = all_cases()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_speed(benchmark, case, scale):
+    threads = 2 if case.path in MULTITHREADED and case.batch == 1 else None
+    with threadpool_limits(limits=threads, user_api="blas"):
+        _time(benchmark, case, scale, threads)
+
+
+def _time(benchmark, case, scale, threads):
     made = make_runner(case, scale)
     if made is None:
         pytest.skip("the notebook's classes are float64 only")
@@ -25,11 +32,16 @@ def test_speed(benchmark, case, scale):
         data=source, flops_per_sample=flops_per_sample(WORKLOADS[case.workload].sizes),
     )
     benchmark.pedantic(run, rounds=5, iterations=1)
+    model = getattr(run, "model", None)
+    if model is not None and case.batch == 1 and case.path.startswith("numba-"):
+        benchmark.extra_info["block"] = model.block_size
+    if threads:
+        benchmark.extra_info["blas_threads"] = threads
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
         median = stats.stats.median
         benchmark.extra_info["samples_per_s"] = samples / median
         benchmark.extra_info["us_per_sample"] = median / samples * 1e6
-        if case.workload in ("W2", "W4") and case.path != "stream":
+        if case.workload in ("W2", "W2d", "W4") and case.path != "stream":
             benchmark.extra_info["gflops"] = (
                 samples / median * benchmark.extra_info["flops_per_sample"] / 1e9)

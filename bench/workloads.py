@@ -62,6 +62,8 @@ WORKLOADS = {
     "W1": Workload("W1", "toy", (2, 10, 10, 2), "relu", "softmax-nll", "toy", 0.005),
     "W2": Workload("W2", "mnist-sigmoid", (784, 100, 10), "sigmoid", "softmax-nll", "mnist", 0.01),
     "W3": Workload("W3", "relu-mse", (1000, 100, 10), "relu", "identity-mse", "randn", 1e-4),
+    "W2d": Workload("W2d", "mnist-sigmoid, dense inputs", (784, 100, 10), "sigmoid",
+                    "softmax-nll", "dense", 0.01),
     "W4": Workload("W4", "wide", (784, 512, 512, 10), "relu", "softmax-nll", "mnist", 0.01),
 }
 
@@ -92,14 +94,19 @@ class Case:
 #: group, so pytest-benchmark's ratios compare equal work. Sized so the
 #: slowest path takes a few seconds per call and the fastest long enough that
 #: the per-call input check (one pass over X) stays a few percent.
-PER_SAMPLE_STEPS = {"W1": 20_000, "W2": 20_000, "W4": 1_500}
+PER_SAMPLE_STEPS = {"W1": 20_000, "W2": 20_000, "W2d": 20_000, "W4": 1_500}
 
 
+BLOCKED = ("numba-onepass", "numba-blocked", "numba-fused", "stream")
 PER_SAMPLE_PATHS = {
     "W1": ("notebook", "numpy", "numba-layer", "numba-fused"),
-    "W2": ("notebook", "numpy", "numba-layer", "numba-fused", "stream"),
-    "W4": ("numpy", "numba-layer", "numba-fused", "stream"),
+    "W2": ("notebook", "numpy", "numba-layer", *BLOCKED),
+    "W2d": BLOCKED,
+    "W4": ("numpy", "numba-layer", *BLOCKED),
 }
+#: Paths that may run BLAS GEMMs per sample (the blocked kernel): they get
+#: both cores, as the library gives them by default; every other path has one.
+MULTITHREADED = ("numba-blocked", "numba-fused")
 BATCH_PATHS = ("numpy", "numba-layer", "numba-fused")
 BATCH_MODES = {"W3": ("batch64",), "W4": ("batch128",)}
 #: Samples per mini-batch epoch (a fixed subset, so each timed call is one epoch).
@@ -129,12 +136,17 @@ def data(workload, dtype):
             if folder is not None:
                 X, Y = load_mnist(folder, "train", dtype=dtype)
                 _DATA[key] = (X, Y, "MNIST")
-            else:  # same shape and sparsity pattern class: uniform pixels, 80% zeros
+            else:  # same shape and about the same sparsity: uniform pixels, 80% zeros
                 rng = np.random.RandomState(0)
                 Xr = rng.rand(60000, 784).astype(dtype)
                 Xr[rng.rand(60000, 784) < 0.8] = 0
                 y = rng.randint(10, size=60000)
                 _DATA[key] = (Xr.T, np.eye(10, dtype=dtype)[y].T, "synthetic MNIST-shaped")
+        elif kind == "dense":  # MNIST's shape without its zeros: where blocking pays
+            rng = np.random.RandomState(0)
+            Xr = rng.rand(20000, 784).astype(dtype)
+            y = rng.randint(10, size=20000)
+            _DATA[key] = (Xr.T, np.eye(10, dtype=dtype)[y].T, "uniform random pixels")
         elif kind == "toy":
             X, Y = make_blobs(2000, 2, 2, spread=2.0, seed=0, dtype=dtype)
             _DATA[key] = (X, Y, "synthetic 2-D blobs")
@@ -173,6 +185,16 @@ def build(lib, workload, dtype=None, **kw):
     if lib is fastmlp:
         return Sequential(mods, loss, dtype=dtype, **kw)
     return lib.Sequential(mods, loss)
+
+
+def best_block(model, X, Y):
+    """The fastest block size for the blocked kernel on this model and data."""
+    from fastmlp.fused import BLOCK_CANDIDATES, measure_blocks
+
+    model.sgd(X, Y, iters=2, verbose=False)  # binds the flat buffers
+    times = measure_blocks(model._flat, np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T),
+                           candidates=BLOCK_CANDIDATES)
+    return min(times, key=times.get)
 
 
 class _Notebook:
@@ -217,11 +239,15 @@ def make_runner(case, scale=1.0):
                 return None  # the notebook's classes are float64 only
             nb_model = build(_Notebook, case.workload)
             return (lambda k=steps: nb_model.sgd(X, Y, iters=k, lrate=w.lrate)), steps, source
+    block = {"numba-onepass": "off", "numba-blocked": 64}.get(case.path, "auto")
     model = build(fastmlp, case.workload, dtype=dtype, fuse=case.path != "numba-layer",
-                  engine="numpy" if case.path == "numpy" else "numba")
+                  engine="numpy" if case.path == "numpy" else "numba", block=block)
     if case.batch == 1:
         def run(k=steps):
             model.sgd(X, Y, iters=k, lrate=w.lrate, verbose=False)
+        if case.path == "numba-blocked":
+            model.block = best_block(model, X, Y)
+        run.model = model
         return run, steps, source
     n = max(case.batch, int(BATCH_SUBSET[case.workload] * scale))
     Xs, Ys = X[:, :n], Y[:, :n]

@@ -111,3 +111,103 @@ class FlatNetwork:
                         )
                     view[...] = current
                 setattr(lin, name, view)
+
+
+# -- choosing the blocked path (fastmlp.kernels.blocked) ----------------------
+
+#: Block sizes the tuner tries.
+BLOCK_CANDIDATES = (16, 32, 64, 128)
+#: Below this many multiply-adds in the first layer, GEMMs cannot pay: one-pass.
+BLOCK_MIN_WEIGHTS = 16_384
+#: Training calls shorter than this use a cached choice, or the one-pass kernel.
+TUNE_MIN_STEPS = 4_096
+#: The blocked path must beat the one-pass kernel by this factor to be chosen,
+#: so measurement noise never makes the automatic choice slower.
+BLOCK_MARGIN = 0.9
+
+_TUNED = {}
+
+
+def check_block(block):
+    """Validate the ``block`` argument of Sequential: "auto", "off" or an int >= 1."""
+    if block in ("auto", "off"):
+        return block
+    if isinstance(block, (int, np.integer)) and not isinstance(block, bool) and block >= 1:
+        return int(block)
+    raise ValueError(f"block must be 'auto', 'off' or an integer >= 1; got {block!r}")
+
+
+def choose_block(setting, flat, X, Y, steps):
+    """Return the block size for per-sample steps, 0 meaning the one-pass kernel.
+
+    ``setting`` is the model's ``block``: an int is used as given, "off" gives
+    0, and "auto" looks up (or, for a long enough call, measures) what runs
+    fastest for this network, dtype and input density, on a scratch copy of
+    the parameters, and remembers it for the process.
+    """
+    if setting == "off":
+        return 0
+    if setting != "auto":
+        return setting
+    sizes = flat.plan.sizes
+    if sizes[0] * sizes[1] < BLOCK_MIN_WEIGHTS:
+        return 0
+    key = (tuple(int(s) for s in sizes), tuple(int(a) for a in flat.plan.acts),
+           flat.plan.loss, flat.P.dtype.name, round(_density(X), 1))
+    if key not in _TUNED:
+        if steps < TUNE_MIN_STEPS:
+            return 0
+        _TUNED[key] = _measure(flat, X, Y)
+    return _TUNED[key]
+
+
+def _density(X):
+    """Fraction of nonzero inputs in up to 256 evenly spaced samples (rows of X)."""
+    rows = X[:: max(1, len(X) // 256)]
+    return float(np.count_nonzero(rows)) / rows.size
+
+
+def _measure(flat, X, Y):
+    """The block size the kernels run fastest with, 0 for the one-pass kernel."""
+    times = measure_blocks(flat, X, Y)
+    k = min(BLOCK_CANDIDATES, key=times.get)
+    return k if times[k] < BLOCK_MARGIN * times[0] else 0
+
+
+def measure_blocks(flat, X, Y, candidates=(0, *BLOCK_CANDIDATES)):
+    """Seconds per step of per-sample SGD for each block size (0: one-pass kernel).
+
+    Runs on scratch copies of the parameters, with samples drawn from a
+    private generator; interleaved rounds, best of three, so a busy
+    neighbour on a shared machine skews every candidate alike.
+    """
+    import time
+
+    from .kernels.blocked import sgd_blocked
+    from .kernels.fused import sgd_per_sample
+
+    plan = flat.plan
+    rng = np.random.RandomState(0)
+
+    def timed(k, idx):
+        P, G = flat.P.copy(), np.zeros_like(flat.G)
+        losses, hits = np.empty(len(idx)), np.empty(len(idx), dtype=np.int64)
+        args = (P, G, plan.sizes, plan.acts, plan.loss, X, Y, idx, 1e-3, losses, hits)
+        t0 = time.perf_counter()
+        if k == 0:
+            sgd_per_sample(*args)
+        else:
+            sgd_blocked(*args, k)
+        return time.perf_counter() - t0
+
+    kmax = max(max(candidates), 1)
+    warm = rng.randint(len(X), size=2 * kmax).astype(np.int64)
+    per_step = min(timed(0, warm) for _ in range(2)) / len(warm)  # also compiles
+    timed(kmax, warm)
+    steps = int(np.clip(0.01 / max(per_step, 1e-9), 2 * kmax, 4096))
+    idx = rng.randint(len(X), size=steps).astype(np.int64)
+    best = dict.fromkeys(candidates, np.inf)
+    for _ in range(3):
+        for k in candidates:
+            best[k] = min(best[k], timed(k, idx))
+    return {k: t / steps for k, t in best.items()}

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _validation as v
 from ._progress import Progress
+from .fused import choose_block
 from .layers import Linear, ReLU, Sigmoid, SoftMax, Tanh
 from .losses import MSE, NLL
 
@@ -26,26 +27,32 @@ BUILTIN = (Linear, ReLU, Tanh, Sigmoid, SoftMax)
 __all__ = ["History", "fit"]
 
 
-def make_steps(model, X, Y):
-    """Return the steps object for ``model`` on checked data X, Y."""
+def make_steps(model, X, Y, total_steps=0):
+    """Return the steps object for ``model`` on checked data X, Y.
+
+    ``total_steps`` (the steps this training call will take) lets the fused
+    path decide whether measuring the blocked kernel is worth it.
+    """
     plan = model._plan()
     if plan is not None:
-        return FusedSteps(model._flat_network(plan), X, Y)
+        return FusedSteps(model, model._flat_network(plan), X, Y, total_steps)
     return LayerSteps(model, X, Y)
 
 
 class FusedSteps:
     """Steps in compiled code: one kernel call per run of steps."""
 
-    def __init__(self, flat, X, Y):
+    def __init__(self, model, flat, X, Y, total_steps):
+        from .kernels.blocked import sgd_blocked
         from .kernels.fused import sgd_per_sample
         from .kernels.minibatch import train_minibatch
 
-        self.per_sample, self.minibatch = sgd_per_sample, train_minibatch
-        self.flat = flat
+        self.per_sample, self.blocked, self.minibatch = sgd_per_sample, sgd_blocked, train_minibatch
+        self.model, self.flat, self.total_steps = model, flat, total_steps
         # Samples become rows: free when X is Fortran-ordered (the transpose
         # of a samples x features array), else one copy per training call.
         self.X, self.Y = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
+        self.block = None  # decided at the first per-sample run
 
     def run(self, order, batch, lrate, momentum=0.0, nesterov=False, weight_decay=0.0,
             hits=False):
@@ -54,8 +61,16 @@ class FusedSteps:
         steps = -(-len(order) // batch)
         losses, hit = np.empty(steps), np.empty(steps, dtype=np.int64)
         if batch == 1 and momentum == 0 and weight_decay == 0:
-            self.per_sample(flat.P, flat.G, plan.sizes, plan.acts, plan.loss, self.X, self.Y,
-                            order, float(lrate), losses, hit)
+            if self.block is None:
+                self.block = choose_block(self.model.block, flat, self.X, self.Y,
+                                          self.total_steps)
+                self.model._block_size = self.block or None
+            args = (flat.P, flat.G, plan.sizes, plan.acts, plan.loss, self.X, self.Y, order,
+                    float(lrate), losses, hit)
+            if self.block:
+                self.blocked(*args, self.block)
+            else:
+                self.per_sample(*args)
         else:
             self.minibatch(flat.P, flat.G, flat.V, plan.sizes, plan.acts, plan.loss, self.X,
                            self.Y, order, int(batch), float(lrate), float(momentum),
@@ -262,8 +277,8 @@ def fit(model, X, Y, *, epochs, batch_size, lrate, momentum, nesterov, weight_de
     callbacks = _check_callbacks(callbacks)
     rng = v.as_rng(seed)
 
-    steps = make_steps(model, X, Y)
     n = X.shape[1]
+    steps = make_steps(model, X, Y, epochs * n if batch_size == 1 else 0)
     history = History()
     tracker = _Monitor(monitor, min_delta)
     best_params = None

@@ -297,13 +297,10 @@ def sgd_per_sample(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits):
     steps = idx.shape[0]
     if steps == 0:
         return
-    L = sizes.shape[0] - 1
     lr = P.dtype.type(lrate)
     eps = np.finfo(P.dtype).eps
     woff, boff, aoff = offsets(sizes)
-    A = np.zeros(aoff[L], dtype=P.dtype)  # each layer's activated output
-    D = np.zeros(aoff[L], dtype=P.dtype)  # each layer's gradient w.r.t. pre-activation
-    da = np.zeros(sizes.max(), dtype=P.dtype)
+    A, D, da = workspace(sizes, aoff, P.dtype)
     rows = np.empty(sizes[0], dtype=np.int64)
     m0, n0 = sizes[0], sizes[1]
     for t in range(steps):
@@ -312,20 +309,45 @@ def sgd_per_sample(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits):
         first_layer_forward(P, woff[0], boff[0], m0, n0, X[s], X[prev], D[0:n0], lr, t > 0,
                             A[0:n0], rows)
         activate(acts[0], A[0:n0])
-        for ell in range(1, L):
-            m, n = sizes[ell], sizes[ell + 1]
-            out = A[aoff[ell]:aoff[ell] + n]
-            dense_forward(P, woff[ell], boff[ell], m, n, A[aoff[ell - 1]:aoff[ell - 1] + m], out)
-            activate(acts[ell], out)
-        out = A[aoff[L - 1]:aoff[L]]
-        losses[t] = head(loss, acts[L - 1], out, Y[s], D[aoff[L - 1]:aoff[L]], eps)
-        hits[t] = argmax(out) == argmax(Y[s])
-        for ell in range(L - 1, 0, -1):
-            m, n = sizes[ell], sizes[ell + 1]
-            a_in = A[aoff[ell - 1]:aoff[ell - 1] + m]
-            dense_backward_update(P, woff[ell], boff[ell], m, n, a_in, D[aoff[ell]:aoff[ell] + n],
-                                  lr, da[:m], acts[ell - 1] == RELU)
-            activation_backward(acts[ell - 1], a_in, da[:m], D[aoff[ell - 1]:aoff[ell - 1] + m])
+        losses[t], hits[t] = upper_step(P, sizes, acts, loss, woff, boff, aoff, A, D, da, Y[s],
+                                        lr, eps)
     last = idx[steps - 1]
     write_gradients(G, sizes, woff, boff, X[last], A, D, aoff)
     first_layer_update(P, woff[0], boff[0], m0, n0, X[last], D[0:n0], lr)
+
+
+@jit
+def workspace(sizes, aoff, dtype):
+    """Buffers of one per-sample step: each layer's activated output (A), its
+    gradient before activation (D), and an input gradient (da)."""
+    L = sizes.shape[0] - 1
+    return (np.zeros(aoff[L], dtype=dtype), np.zeros(aoff[L], dtype=dtype),
+            np.zeros(sizes.max(), dtype=dtype))
+
+
+@jit
+def upper_step(P, sizes, acts, loss, woff, boff, aoff, A, D, da, y, lr, eps):
+    """One step of every layer above the first, for one sample.
+
+    From the first layer's activated output in ``A[0:n0]``: forward through
+    the other layers, the loss against ``y``, and backward with each layer's
+    update fused into its backward product; leaves the first layer's
+    gradient before activation in ``D[0:n0]`` (the first layer itself is not
+    touched). Returns (loss, 1 if the largest output is where y's is else 0).
+    """
+    L = sizes.shape[0] - 1
+    for ell in range(1, L):
+        m, n = sizes[ell], sizes[ell + 1]
+        out = A[aoff[ell]:aoff[ell] + n]
+        dense_forward(P, woff[ell], boff[ell], m, n, A[aoff[ell - 1]:aoff[ell - 1] + m], out)
+        activate(acts[ell], out)
+    out = A[aoff[L - 1]:aoff[L]]
+    total = head(loss, acts[L - 1], out, y, D[aoff[L - 1]:aoff[L]], eps)
+    hit = argmax(out) == argmax(y)
+    for ell in range(L - 1, 0, -1):
+        m, n = sizes[ell], sizes[ell + 1]
+        a_in = A[aoff[ell - 1]:aoff[ell - 1] + m]
+        dense_backward_update(P, woff[ell], boff[ell], m, n, a_in, D[aoff[ell]:aoff[ell] + n],
+                              lr, da[:m], acts[ell - 1] == RELU)
+        activation_backward(acts[ell - 1], a_in, da[:m], D[aoff[ell - 1]:aoff[ell - 1] + m])
+    return total, hit

@@ -1,0 +1,139 @@
+"""The blocked per-sample path: same trajectory as the NumPy engine and as the
+one-pass kernel, for every block size."""
+
+import numpy as np
+import pytest
+from conftest import blobs, params_of
+
+from fastmlp import MSE, NLL, Linear, ReLU, Sequential, Sigmoid, SoftMax, Tanh, fused
+from fastmlp.engines import numba_available
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not importable")
+
+
+def state(model):
+    return params_of(model) + [g.copy() for m in model.modules if isinstance(m, Linear)
+                               for g in (m.dLdW, m.dLdW0)]
+
+
+def twin(build, engine, block, dtype=np.float64):
+    np.random.seed(0)
+    mods, loss = build()
+    return Sequential(mods, loss, engine=engine, block=block, dtype=dtype)
+
+
+NETWORKS = {
+    "notebook003": (lambda: ([Linear(30, 20), Sigmoid(), Linear(20, 10), SoftMax()], NLL()),
+                    30, 10),
+    "deep": (lambda: ([Linear(12, 9), Tanh(), Linear(9, 8), ReLU(), Linear(8, 8), Linear(8, 3),
+                       SoftMax()], NLL()), 12, 3),
+    "wide-mse": (lambda: ([Linear(40, 64), ReLU(), Linear(64, 4)], MSE()), 40, 4),
+    "single-layer": (lambda: ([Linear(16, 5), SoftMax()], NLL()), 16, 5),
+}
+
+
+@pytest.mark.parametrize("block", [1, 2, 7, 64])
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_blocked_equals_numpy_engine(name, block):
+    build, d, c = NETWORKS[name]
+    X, Y = blobs(d, c, 200)
+    X /= 5
+    X[np.random.RandomState(1).rand(*X.shape) < 0.5] = 0  # some zero inputs too
+    a, b = twin(build, "numpy", "auto"), twin(build, "numba", block)
+    a.sgd(X, Y, iters=700, lrate=0.02, seed=3, verbose=False)
+    b.sgd(X, Y, iters=700, lrate=0.02, seed=3, verbose=False)
+    assert b.block_size == block
+    for p, q in zip(state(a), state(b), strict=True):
+        np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
+
+
+def test_block_one_equals_the_one_pass_kernel():
+    build, d, c = NETWORKS["deep"]
+    X, Y = blobs(d, c, 100)
+    a, b = twin(build, "numba", "off"), twin(build, "numba", 1)
+    a.sgd(X, Y, iters=500, lrate=0.05, seed=1, verbose=False)
+    b.sgd(X, Y, iters=500, lrate=0.05, seed=1, verbose=False)
+    assert a.block_size is None and b.block_size == 1
+    for p, q in zip(state(a), state(b), strict=True):
+        np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-14)
+
+
+def test_repeated_samples_inside_a_block():
+    """Two samples only: every block holds the same inputs many times, and the
+    Gram term must count each earlier occurrence."""
+    build, d, c = NETWORKS["notebook003"]
+    X, Y = blobs(d, c, 2)
+    a, b = twin(build, "numpy", "auto"), twin(build, "numba", 16)
+    a.sgd(X, Y, iters=160, lrate=0.05, seed=0, verbose=False)
+    b.sgd(X, Y, iters=160, lrate=0.05, seed=0, verbose=False)
+    for p, q in zip(state(a), state(b), strict=True):
+        np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
+
+
+def test_notebook003_network_5000_steps():
+    """The full-size notebook-003 network, 5,000 steps, float64 rtol 1e-9."""
+    def build():
+        return [Linear(784, 100), Sigmoid(), Linear(100, 10), SoftMax()], NLL()
+
+    X, Y = blobs(784, 10, 500)
+    a, b = twin(build, "numpy", "auto"), twin(build, "numba", 64)
+    a.sgd(X / 10, Y, iters=5000, lrate=0.01, seed=2, verbose=False)
+    b.sgd(X / 10, Y, iters=5000, lrate=0.01, seed=2, verbose=False)
+    for p, q in zip(state(a), state(b), strict=True):
+        np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
+
+
+def test_float32_blocked():
+    build, d, c = NETWORKS["wide-mse"]
+    X, Y = blobs(d, c, 200)
+    X /= 10
+    a, b = twin(build, "numpy", "auto", np.float32), twin(build, "numba", 32, np.float32)
+    a.sgd(X, Y, iters=300, lrate=0.001, seed=3, verbose=False)
+    b.sgd(X, Y, iters=300, lrate=0.001, seed=3, verbose=False)
+    for p, q in zip(state(a), state(b), strict=True):
+        assert q.dtype == np.float32
+        np.testing.assert_allclose(q, p, rtol=1e-4, atol=1e-5)
+
+
+def test_fit_batch1_uses_the_blocked_path():
+    build, d, c = NETWORKS["wide-mse"]
+    X, Y = blobs(d, c, 90)
+    X /= 10
+    a, b = twin(build, "numpy", "auto"), twin(build, "numba", 8)
+    a.fit(X, Y, epochs=2, batch_size=1, lrate=0.01, seed=0, verbose=0)
+    b.fit(X, Y, epochs=2, batch_size=1, lrate=0.01, seed=0, verbose=0)
+    assert b.block_size == 8
+    for p, q in zip(state(a), state(b), strict=True):
+        np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
+
+
+def test_auto_choice_is_measured_once_and_cached(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fused, "_TUNED", {})
+    real = fused._measure
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(fused, "_measure", counting)
+    monkeypatch.setattr(fused, "TUNE_MIN_STEPS", 100)
+
+    def build():
+        return [Linear(200, 100), ReLU(), Linear(100, 3), SoftMax()], NLL()
+
+    X, Y = blobs(200, 3, 300)
+    for _ in range(2):
+        nn = twin(build, "numba", "auto")
+        nn.sgd(X, Y, iters=300, verbose=False)
+        assert nn.block_size in (None, *fused.BLOCK_CANDIDATES)
+    assert len(calls) == 1
+    small = twin(lambda: ([Linear(2, 3), Linear(3, 2)], MSE()), "numba", "auto")
+    small.sgd(X[:2], Y[:2], iters=300, verbose=False)
+    assert small.block_size is None and len(calls) == 1  # too small to try
+
+
+@pytest.mark.parametrize("block", [0, -3, "fast", 2.5, True])
+def test_bad_block(block):
+    with pytest.raises(ValueError, match="block must be 'auto', 'off' or an integer >= 1"):
+        Sequential([Linear(2, 2)], MSE(), block=block)
