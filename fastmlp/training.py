@@ -27,54 +27,73 @@ BUILTIN = (Linear, ReLU, Tanh, Sigmoid, SoftMax)
 __all__ = ["History", "fit"]
 
 
-def make_steps(model, X, Y, total_steps=0):
+def make_steps(model, X, Y, samples=0, per_sample=False):
     """Return the steps object for ``model`` on checked data X, Y.
 
-    ``total_steps`` (the steps this training call will take) lets the fused
-    path decide whether measuring the blocked kernel is worth it.
+    ``samples`` (how many samples this training call will visit) lets the
+    fused path choose between transposing X once and gathering per run, and
+    ``per_sample`` whether measuring the blocked kernel can be worth it.
     """
     plan = model._plan()
     if plan is not None:
-        return FusedSteps(model, model._flat_network(plan), X, Y, total_steps)
+        return FusedSteps(model, model._flat_network(plan), X, Y, samples, per_sample)
     return LayerSteps(model, X, Y)
 
 
 class FusedSteps:
-    """Steps in compiled code: one kernel call per run of steps."""
+    """Steps in compiled code: one kernel call per run of steps.
 
-    def __init__(self, model, flat, X, Y, total_steps):
+    The kernels read samples as rows. A Fortran-ordered X (the transpose of a
+    samples x features array, as the dataset loaders return) is that already,
+    at no cost. Otherwise a training call that visits about the whole data
+    set transposes it once; a short one gathers just the samples each run
+    draws, so a few hundred steps never pay for a copy of all of X.
+    """
+
+    def __init__(self, model, flat, X, Y, samples, per_sample):
         from .kernels.blocked import sgd_blocked
         from .kernels.fused import sgd_per_sample
         from .kernels.minibatch import train_minibatch
 
         self.per_sample, self.blocked, self.minibatch = sgd_per_sample, sgd_blocked, train_minibatch
-        self.model, self.flat, self.total_steps = model, flat, total_steps
-        # Samples become rows: free when X is Fortran-ordered (the transpose
-        # of a samples x features array), else one copy per training call.
-        self.X, self.Y = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
+        self.model, self.flat = model, flat
+        self.tune_steps = samples if per_sample else 0
+        self.columns = (X, Y)
+        self.rows = None
+        if X.T.flags.c_contiguous and Y.T.flags.c_contiguous:
+            self.rows = (X.T, Y.T)
+        elif 4 * samples >= X.shape[1]:
+            self.rows = (np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T))
         self.block = None  # decided at the first per-sample run
+
+    def _data(self, order):
+        """Samples-as-rows X and Y for the steps in ``order``, and their indices there."""
+        if self.rows is not None:
+            return (*self.rows, order)
+        X, Y = self.columns
+        rows = np.arange(len(order), dtype=np.int64)
+        return np.ascontiguousarray(X.T[order]), np.ascontiguousarray(Y.T[order]), rows
 
     def run(self, order, batch, lrate, momentum=0.0, nesterov=False, weight_decay=0.0,
             hits=False):
         flat, plan = self.flat, self.flat.plan
-        order = np.ascontiguousarray(order, dtype=np.int64)
+        X, Y, order = self._data(np.ascontiguousarray(order, dtype=np.int64))
         steps = -(-len(order) // batch)
         losses, hit = np.empty(steps), np.empty(steps, dtype=np.int64)
         if batch == 1 and momentum == 0 and weight_decay == 0:
             if self.block is None:
-                self.block = choose_block(self.model.block, flat, self.X, self.Y,
-                                          self.total_steps)
+                self.block = choose_block(self.model.block, flat, X, Y, self.tune_steps)
                 self.model._block_size = self.block or None
-            args = (flat.P, flat.G, plan.sizes, plan.acts, plan.loss, self.X, self.Y, order,
+            args = (flat.P, flat.G, plan.sizes, plan.acts, plan.loss, X, Y, order,
                     float(lrate), losses, hit)
             if self.block:
                 self.blocked(*args, self.block)
             else:
                 self.per_sample(*args)
         else:
-            self.minibatch(flat.P, flat.G, flat.V, plan.sizes, plan.acts, plan.loss, self.X,
-                           self.Y, order, int(batch), float(lrate), float(momentum),
-                           bool(nesterov), float(weight_decay), losses, hit)
+            self.minibatch(flat.P, flat.G, flat.V, plan.sizes, plan.acts, plan.loss, X, Y,
+                           order, int(batch), float(lrate), float(momentum), bool(nesterov),
+                           float(weight_decay), losses, hit)
         return losses, hit
 
 
@@ -278,7 +297,7 @@ def fit(model, X, Y, *, epochs, batch_size, lrate, momentum, nesterov, weight_de
     rng = v.as_rng(seed)
 
     n = X.shape[1]
-    steps = make_steps(model, X, Y, epochs * n if batch_size == 1 else 0)
+    steps = make_steps(model, X, Y, epochs * n, per_sample=batch_size == 1)
     history = History()
     tracker = _Monitor(monitor, min_delta)
     best_params = None
@@ -335,7 +354,7 @@ def _latest(history):
 def _epoch_line(epoch, epochs, metrics, seconds):
     parts = [f"Epoch {epoch + 1}/{epochs}"]
     parts += [f"{k} {x:.4f}" for k, x in metrics.items() if x is not None]
-    parts.append(f"{seconds:.2f}s")
+    parts.append(f"{seconds:.3f}s")
     return " - ".join(parts)
 
 
