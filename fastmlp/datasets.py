@@ -157,6 +157,8 @@ class _ArraysOnly(pickle.Unpickler):
     NAMES = ("_reconstruct", "ndarray", "dtype", "scalar")
 
     def find_class(self, module, name):
+        if (module, name) == ("_codecs", "encode"):  # how protocol 2 stores bytes in Python 3
+            return super().find_class(module, name)
         if module in self.MODULES and name in self.NAMES:
             if module == "numpy.core.multiarray":  # the pre-2.0 name of the same module
                 module = _MULTIARRAY

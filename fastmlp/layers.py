@@ -50,6 +50,19 @@ class Layer:
     def _ops(self):
         return self._engine if self._engine is not None else _default_engine()
 
+    def __getstate__(self):
+        # Engines are modules, which do not pickle: keep their name instead.
+        state = self.__dict__.copy()
+        engine = state.pop("_engine", None)
+        state["_engine_name"] = engine.name if engine is not None else None
+        return state
+
+    def __setstate__(self, state):
+        name = state.pop("_engine_name", None)
+        self.__dict__.update(state)
+        if name is not None:
+            self._engine = get_engine(name)
+
     def forward(self, A):
         """Return the layer's output for a batch ``A`` of shape (features, batch)."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward(A)")

@@ -142,6 +142,25 @@ class Sequential:
         """
         return "fused" if self._plan() is not None else "layer-by-layer"
 
+    def __getstate__(self):
+        # The engine is a module (pickled by name); the flat buffers are a
+        # cache of the layers' parameters, rebuilt on the next fused run.
+        state = self.__dict__.copy()
+        state["_ops"] = self._ops.name
+        state.pop("_flat", None)
+        return state
+
+    def __setstate__(self, state):
+        state["_ops"] = get_engine(state["_ops"])
+        self.__dict__.update(state)
+
+    def _reset_velocity(self):
+        """Zero the optimizer's velocities (momentum) of every Linear layer."""
+        for m in self.modules:
+            if isinstance(m, Linear) and getattr(m, "_VW", None) is not None:
+                m._VW[...] = 0
+                m._VW0[...] = 0
+
     @property
     def block_size(self):
         """Block size of the last per-sample run of the fused path (None: one-pass kernel)."""
@@ -214,7 +233,7 @@ class Sequential:
         rng = v.as_rng(seed)
         if not verbose:
             every = None
-        steps = make_steps(self, X, Y, iters if batch_size == 1 else 0)
+        steps = make_steps(self, X, Y, iters * batch_size, per_sample=batch_size == 1)
         stream = _IndexStream(rng, X.shape[1], batch_size, iters)
         progress = Progress(verbose and every, iters, "step")
         it, report = 0, None

@@ -1,5 +1,11 @@
 """Shared fixtures: the engines under test and small datasets."""
 
+import os
+
+# scikit-learn's estimator checks include an array-API input check that is
+# skipped unless SciPy's array API support is switched on before SciPy loads.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 

@@ -1,0 +1,173 @@
+"""fastmlp.sklearn beyond scikit-learn's generic checks: accuracy against
+scikit-learn's own MLP, pipelines, parallel workers, partial_fit, early stopping."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits, make_regression
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from fastmlp.sklearn import MLPClassifier, MLPRegressor
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X / 16.0, y, test_size=0.2, random_state=0, stratify=y)
+
+
+def test_digits_accuracy_matches_scikit_learn(digits):
+    """Same hyper-parameters and epochs as scikit-learn's SGD solver: within 1 point.
+    (Fit times are compared in bench/, not here.)"""
+    Xtr, Xte, ytr, yte = digits
+    kw = dict(hidden_layer_sizes=(100,), learning_rate_init=0.01, batch_size=32, max_iter=100,
+              momentum=0.9, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = MLPClassifier(**kw).fit(Xtr, ytr)
+        theirs = SkMLPClassifier(solver="sgd", **kw).fit(Xtr, ytr)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert abs(ours.score(Xte, yte) - theirs.score(Xte, yte)) <= 0.01
+    assert ours.score(Xte, yte) > 0.95
+    np.testing.assert_allclose(ours.loss_curve_[-1], theirs.loss_curve_[-1], rtol=0.5)
+
+
+def test_fitted_attributes(digits):
+    Xtr, _, ytr, _ = digits
+    clf = MLPClassifier(hidden_layer_sizes=(30, 20), max_iter=5, random_state=0).fit(Xtr, ytr)
+    assert [c.shape for c in clf.coefs_] == [(64, 30), (30, 20), (20, 10)]
+    assert [b.shape for b in clf.intercepts_] == [(30,), (20,), (10,)]
+    assert clf.n_features_in_ == 64 and list(clf.classes_) == list(range(10))
+    assert clf.n_iter_ == 5 and len(clf.loss_curve_) == 5 and clf.best_loss_ > 0
+    proba = clf.predict_proba(Xtr[:7])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert (clf.predict(Xtr[:7]) == clf.classes_[proba.argmax(axis=1)]).all()
+
+
+def test_string_labels_and_float32(digits):
+    Xtr, Xte, ytr, yte = digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                      "nine"])
+    clf = MLPClassifier(max_iter=30, learning_rate_init=0.05, dtype=np.float32,
+                        random_state=0).fit(Xtr, names[ytr])
+    assert clf.coefs_[0].dtype == np.float32
+    assert clf.predict(Xte).dtype == names.dtype
+    assert clf.score(Xte, names[yte]) > 0.9
+
+
+def test_pipeline_grid_search_and_parallel_workers(digits):
+    Xtr, _, ytr, _ = digits
+    fast = dict(max_iter=20, learning_rate_init=0.05, batch_size=32, random_state=0)
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(**fast))
+    grid = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(20,), (40,)]}, cv=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        grid.fit(Xtr[:400], ytr[:400])
+        scores = cross_val_score(MLPClassifier(**fast), Xtr[:400],
+                                 ytr[:400], cv=2, n_jobs=2)  # pickled to worker processes
+    assert grid.best_score_ > 0.8 and scores.min() > 0.8
+
+
+def test_pickle_round_trip_keeps_training(digits):
+    Xtr, Xte, ytr, _ = digits
+    clf = MLPClassifier(max_iter=3, random_state=0).fit(Xtr, ytr)
+    back = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(back.predict_proba(Xte), clf.predict_proba(Xte))
+    back.partial_fit(Xtr, ytr)
+    assert back.n_iter_ == 4
+    assert clone(clf).get_params() == clf.get_params()
+
+
+def test_partial_fit(digits):
+    Xtr, _, ytr, _ = digits
+    clf = MLPClassifier(learning_rate_init=0.05, random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        clf.partial_fit(Xtr, ytr)
+    for _ in range(5):
+        clf.partial_fit(Xtr[:500], ytr[:500], classes=np.arange(10))
+    assert clf.n_iter_ == 5 and clf.loss_curve_[-1] < clf.loss_curve_[0]
+    with pytest.raises(ValueError, match="X has 63 features"):
+        clf.partial_fit(Xtr[:, 1:], ytr)
+    with pytest.raises(ValueError, match=r"labels \[12\] not in classes"):
+        clf.partial_fit(Xtr[:2], [1, 12])
+
+
+def test_early_stopping_keeps_the_best_validation_score(digits):
+    Xtr, _, ytr, _ = digits
+    clf = MLPClassifier(early_stopping=True, n_iter_no_change=3, max_iter=200,
+                        learning_rate_init=0.1, random_state=0).fit(Xtr, ytr)
+    assert clf.best_loss_ is None and clf.n_iter_ < 200
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+def test_training_loss_stopping_and_convergence_warning(digits):
+    Xtr, _, ytr, _ = digits
+    with pytest.warns(UserWarning, match="Maximum iterations \\(2\\) reached"):
+        MLPClassifier(max_iter=2, random_state=0).fit(Xtr, ytr)
+    kw = dict(tol=10.0, n_iter_no_change=2, max_iter=100, random_state=0)
+    clf = MLPClassifier(**kw).fit(Xtr, ytr)
+    # only the first epoch improves by tol; stop when n_iter_no_change are exceeded
+    assert clf.n_iter_ == 4 == SkMLPClassifier(solver="sgd", **kw).fit(Xtr, ytr).n_iter_
+
+
+def test_adaptive_learning_rate(digits):
+    Xtr, _, ytr, _ = digits
+    clf = MLPClassifier(learning_rate="adaptive", tol=10.0, n_iter_no_change=1, max_iter=40,
+                        random_state=0).fit(Xtr[:200], ytr[:200])
+    assert clf._lr < clf.learning_rate_init
+
+
+def test_warm_start_continues(digits):
+    Xtr, _, ytr, _ = digits
+    clf = MLPClassifier(max_iter=3, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(Xtr, ytr)
+        first = clf.coefs_[0].copy()
+        clf.fit(Xtr, ytr)
+    assert clf.n_iter_ == 6 and not np.array_equal(first, clf.coefs_[0])
+
+
+def test_regressor_multi_output():
+    X, y = make_regression(n_samples=300, n_features=8, n_targets=3, noise=0.1, random_state=0)
+    X = StandardScaler().fit_transform(X)
+    y = StandardScaler().fit_transform(y)
+    reg = MLPRegressor(hidden_layer_sizes=(50,), learning_rate_init=0.01, max_iter=300,
+                       random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.fit(X, y)
+    assert reg.predict(X).shape == (300, 3) and reg.score(X, y) > 0.95
+    one = MLPRegressor(max_iter=50, learning_rate_init=0.01, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one.fit(X, y[:, 0])
+    assert one.predict(X).shape == (300,) and one.score(X, y[:, 0]) > 0.9
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"hidden_layer_sizes": (10, 0)}, "hidden_layer_sizes must be positive integers"),
+        ({"activation": "softplus"}, "activation must be one of"),
+        ({"learning_rate": "cosine"}, "learning_rate must be one of"),
+        ({"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
+        ({"alpha": -1.0}, "alpha must be a finite number >= 0"),
+        ({"learning_rate_init": 0.0}, "learning_rate_init must be a finite number > 0"),
+        ({"batch_size": 0}, "batch_size must be 'auto' or an integer >= 1"),
+        ({"max_iter": 0}, "max_iter must be an integer >= 1"),
+        ({"validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\)"),
+        ({"dtype": np.int32}, "dtype must be float32 or float64"),
+    ],
+)
+def test_bad_parameters(params, match, digits):
+    Xtr, _, ytr, _ = digits
+    with pytest.raises(ValueError, match=match):
+        MLPClassifier(**params).fit(Xtr, ytr)
