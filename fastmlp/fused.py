@@ -128,13 +128,19 @@ BLOCK_MARGIN = 0.9
 _TUNED = {}
 
 
+#: Largest block size accepted (the k x k Gram buffer grows with its square).
+BLOCK_MAX = 4096
+
+
 def check_block(block):
-    """Validate the ``block`` argument of Sequential: "auto", "off" or an int >= 1."""
-    if block in ("auto", "off"):
+    """Validate the ``block`` argument of Sequential: "auto", "off" or an int in 1..4096."""
+    if isinstance(block, str) and block in ("auto", "off"):
         return block
-    if isinstance(block, (int, np.integer)) and not isinstance(block, bool) and block >= 1:
+    if (isinstance(block, (int, np.integer)) and not isinstance(block, bool)
+            and 1 <= block <= BLOCK_MAX):
         return int(block)
-    raise ValueError(f"block must be 'auto', 'off' or an integer >= 1; got {block!r}")
+    raise ValueError(f"block must be 'auto', 'off' or an integer from 1 to {BLOCK_MAX}; "
+                     f"got {block!r}")
 
 
 def choose_block(setting, flat, X, Y, steps):
@@ -162,7 +168,7 @@ def choose_block(setting, flat, X, Y, steps):
 
 
 def _density(X):
-    """Fraction of nonzero inputs in up to 256 evenly spaced samples (rows of X)."""
+    """Fraction of nonzero inputs in about 256 evenly spaced samples (rows of X)."""
     rows = X[:: max(1, len(X) // 256)]
     return float(np.count_nonzero(rows)) / rows.size
 
@@ -178,7 +184,7 @@ def measure_blocks(flat, X, Y, candidates=(0, *BLOCK_CANDIDATES)):
     """Seconds per step of per-sample SGD for each block size (0: one-pass kernel).
 
     Runs on scratch copies of the parameters, with samples drawn from a
-    private generator; interleaved rounds, best of three, so a busy
+    private generator; interleaved rounds, best of five, so a busy
     neighbour on a shared machine skews every candidate alike.
     """
     import time
@@ -204,10 +210,10 @@ def measure_blocks(flat, X, Y, candidates=(0, *BLOCK_CANDIDATES)):
     warm = rng.randint(len(X), size=2 * kmax).astype(np.int64)
     per_step = min(timed(0, warm) for _ in range(2)) / len(warm)  # also compiles
     timed(kmax, warm)
-    steps = int(np.clip(0.01 / max(per_step, 1e-9), 2 * kmax, 4096))
+    steps = int(np.clip(0.02 / max(per_step, 1e-9), 2 * kmax, 8192))
     idx = rng.randint(len(X), size=steps).astype(np.int64)
     best = dict.fromkeys(candidates, np.inf)
-    for _ in range(3):
+    for _ in range(5):
         for k in candidates:
             best[k] = min(best[k], timed(k, idx))
     return {k: t / steps for k, t in best.items()}

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .layers import Linear, ReLU, Sigmoid, SoftMax, Tanh
+from .layers import BUILTIN, Linear
 from .losses import MSE, NLL
 
 __all__ = ["load", "save"]
 
 FORMAT, VERSION = "fastmlp", 1
-LAYERS = {cls.__name__: cls for cls in (Linear, ReLU, Tanh, Sigmoid, SoftMax)}
+LAYERS = {cls.__name__: cls for cls in BUILTIN}
 LOSSES = {cls.__name__: cls for cls in (NLL, MSE)}
 
 
@@ -44,8 +44,8 @@ def save(model, path):
         spec = {"type": type(m).__name__}
         if type(m) is Linear:
             spec.update(m=m.m, n=m.n)
-            arrays[f"modules.{i}.W"] = np.ascontiguousarray(m.W)
-            arrays[f"modules.{i}.W0"] = np.ascontiguousarray(m.W0)
+            arrays[f"modules.{i}.W"] = np.ascontiguousarray(m.W, dtype=model.dtype)
+            arrays[f"modules.{i}.W0"] = np.ascontiguousarray(m.W0, dtype=model.dtype)
         modules.append(spec)
     if type(model.loss) not in LOSSES.values():
         raise TypeError(f"cannot save loss {model.loss!r}: only NLL and MSE can be saved")

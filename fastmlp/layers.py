@@ -269,3 +269,9 @@ class SoftMax(_Activation):
     def class_fun(self, Ypred):
         """Return the index of the largest entry of each column of ``Ypred``."""
         return np.argmax(Ypred, axis=0)
+
+
+#: The built-in activations, and all built-in layers. Exact instances of these
+#: (not subclasses, which may override methods) run on the fast paths.
+ACTIVATIONS = (ReLU, Tanh, Sigmoid, SoftMax)
+BUILTIN = (Linear, *ACTIVATIONS)

@@ -9,14 +9,12 @@ from . import _validation as v
 from ._progress import Progress
 from .engines import get_engine
 from .fused import FlatNetwork, check_block, make_plan
-from .layers import Layer, Linear, ReLU, Sigmoid, SoftMax, Tanh
+from .layers import ACTIVATIONS, Layer, Linear
 from .losses import is_classification
 from .training import fit, make_steps
 
 __all__ = ["Sequential"]
 
-#: Built-in layers that keep the number of features of their input.
-ELEMENTWISE = (ReLU, Tanh, Sigmoid, SoftMax)
 
 #: Steps of sample indices drawn at a time. The draws are made in chunks of
 #: this fixed size whatever the reporting, so a Generator seed gives the same
@@ -119,11 +117,10 @@ class Sequential:
         self._block_size = None
         self._ops = get_engine(engine)
         self.dtype = _common_dtype(modules, dtype)
-        for m in [*modules, loss]:
-            if isinstance(m, Layer):
-                m._engine = self._ops
+        for m in modules:
             if isinstance(m, Linear) and m.W.dtype != self.dtype:
                 m.W, m.W0 = m.W.astype(self.dtype), m.W0.astype(self.dtype)
+        self._bind_engine()
 
     @property
     def engine(self):
@@ -154,6 +151,13 @@ class Sequential:
         state["_ops"] = get_engine(state["_ops"])
         self.__dict__.update(state)
 
+    def _bind_engine(self):
+        """Put every layer (and the loss) on this model's engine: modules may have
+        been replaced, or shared with a model on another engine, since."""
+        for m in [*self.modules, self.loss]:
+            if isinstance(m, Layer) and m._engine is not self._ops:
+                m._engine = self._ops
+
     def _reset_velocity(self):
         """Zero the optimizer's velocities (momentum) of every Linear layer."""
         for m in self.modules:
@@ -177,6 +181,7 @@ class Sequential:
 
     def forward(self, Xt):
         """Return the network's output for a batch ``Xt`` of shape (features, batch)."""
+        self._bind_engine()
         for m in self.modules:
             Xt = m.forward(Xt)
         return Xt
@@ -219,9 +224,9 @@ class Sequential:
             Source of the sample draws. None uses NumPy's global generator,
             so ``np.random.seed(s)`` reproduces the notebook's run.
         print_every : int or None, default 250
-            Report accuracy and loss at the steps ``it`` with
-            ``it % print_every == 1``, as the notebook does. None reports
-            nothing.
+            Report accuracy and loss at the steps ``it = 1, 1 + print_every,
+            1 + 2 * print_every, ...`` (the notebook's ``it % every == 1``;
+            with 1, every step). None reports nothing.
         verbose : bool, default True
             False silences all reporting (and skips its evaluations).
         """
@@ -235,7 +240,7 @@ class Sequential:
             every = None
         steps = make_steps(self, X, Y, iters * batch_size, per_sample=batch_size == 1)
         stream = _IndexStream(rng, X.shape[1], batch_size, iters)
-        progress = Progress(verbose and every, iters, "step")
+        progress = Progress(bool(verbose and every), iters, "step")
         it, report = 0, None
         try:
             for stop, report_next in _report_stops(iters, every):
@@ -304,7 +309,8 @@ class Sequential:
             validation data, else "loss".
         min_delta : float, default 0
         restore_best : bool, default True
-            After early stopping, put back the weights of the best epoch.
+            With ``early_stopping``, end training (stopped early or not) with
+            the weights of the epoch that had the best monitored value.
         callbacks : callable or list of callables, optional
             Each is called as ``cb(model, history)`` after every epoch;
             returning True stops training.
@@ -412,6 +418,9 @@ class Sequential:
         if flat is None or flat.plan.linears != plan.linears or flat.P.dtype != self.dtype:
             flat = self._flat = FlatNetwork(plan, self.dtype)
         else:
+            # Same Linear layers, same buffers; the activations or the loss may
+            # have been replaced since, so the description is always the fresh one.
+            flat.plan = plan
             flat.bind()
         return flat
 
@@ -477,7 +486,7 @@ def _check_modules(modules, loss):
                     f"outputs {prev[1]}"
                 )
             prev = (i, m.n)
-        elif not _builtin(m, *ELEMENTWISE):
+        elif not _builtin(m, *ACTIVATIONS):
             prev = None
 
 
@@ -500,12 +509,12 @@ def _io_sizes(modules):
         if isinstance(m, Linear):
             n_in = m.m
             break
-        if not _builtin(m, *ELEMENTWISE):
+        if not _builtin(m, *ACTIVATIONS):
             break
     for m in reversed(modules):
         if isinstance(m, Linear):
             n_out = m.n
             break
-        if not _builtin(m, *ELEMENTWISE):
+        if not _builtin(m, *ACTIVATIONS):
             break
     return n_in, n_out

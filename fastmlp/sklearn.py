@@ -28,6 +28,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .layers import Linear, ReLU, Sigmoid, SoftMax, Tanh
 from .losses import MSE, NLL
 from .sequential import Sequential
+from .training import fit
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -97,40 +98,54 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self, X, y, incremental, classes=None):
         self._check_params()
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
         first = not (incremental or self.warm_start) or not hasattr(self, "model_")
+        if not first:
+            self._check_same_model()
         X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32),
                              multi_output=self._multi_output, y_numeric=not self._classifier)
         X = X.astype(self.dtype, copy=False)
         Y = self._encode_targets(y, first, classes)
-        rng = check_random_state(self.random_state) if first else self._rng
+        rng = check_random_state(self.random_state)  # anew each call, as scikit-learn
         if first:
-            self._rng = rng
             self.model_ = self._build(X.shape[1], Y.shape[1], rng)
-            self.n_iter_, self.t_, self.loss_curve_ = 0, 0, []
-            self.best_loss_ = np.inf
+            self.t_, self.loss_curve_, self._no_improvement_count = 0, [], 0
+            self.best_loss_ = None if self.early_stopping else np.inf
             self.validation_scores_, self.best_validation_score_ = [], -np.inf
-            self._no_improvement_count, self._lr = 0, self.learning_rate_init
-        elif not incremental:
-            self.model_._reset_velocity()  # scikit-learn: a new optimizer for each fit()
-            self._no_improvement_count, self._lr = 0, self.learning_rate_init
-            if self.best_loss_ is None:
-                self.best_loss_ = np.inf
+        if first or not incremental:  # scikit-learn: a new optimizer for each fit()
+            self.model_._reset_velocity()
+            self._lr, self._optimizer_epochs = self.learning_rate_init, 0
+        if not self.early_stopping and self.best_loss_ is None:
+            self.best_loss_ = np.inf
         early = self.early_stopping and not incremental
         X_val = Y_val = None
         if early:
             stratify = y if self._classifier else None
             X, X_val, Y, Y_val = train_test_split(X, Y, random_state=rng, stratify=stratify,
                                                   test_size=self.validation_fraction)
+            if len(X_val) < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
             self._best = None
-        batch = (min(200, len(X)) if self.batch_size == "auto"
-                 else int(np.clip(self.batch_size, 1, len(X))))
-        epochs = 1 if incremental else self.max_iter
-        self._run_epochs(X, Y, X_val, Y_val, batch, epochs, early, rng)
+        if self.batch_size == "auto":
+            batch = min(200, len(X))
+        else:
+            if self.batch_size > len(X):
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped", stacklevel=3)
+            batch = int(np.clip(self.batch_size, 1, len(X)))
+        self.n_iter_ = 0
+        self._run_epochs(X, Y, X_val, Y_val, batch, 1 if incremental else self.max_iter,
+                         early, rng)
         if early and self._best is not None:
             for m, (W, W0) in zip(self._linears(), self._best, strict=True):
                 m.W[...], m.W0[...] = W, W0
-        if early:
-            self.best_loss_ = None
+        finite = np.isfinite(self.loss_curve_[-1]) and all(
+            np.isfinite(p).all() for p in (*self.coefs_, *self.intercepts_))
+        if not finite:
+            raise ValueError("Solver produced non-finite parameter weights or loss. The input "
+                             "data may contain large values and need to be preprocessed.")
         if not incremental and self.n_iter_ == self.max_iter and not self._converged:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
@@ -147,17 +162,22 @@ class _BaseMLP(BaseEstimator):
         self._converged = False
 
         def schedule(epoch, lrate):
-            if self.learning_rate == "invscaling":
+            # scikit-learn's SGD starts each optimizer at learning_rate_init and
+            # rescales after every epoch from the samples seen so far (t_).
+            if self.learning_rate == "invscaling" and self._optimizer_epochs > 0:
                 return half * self.learning_rate_init / (self.t_ + 1) ** self.power_t
             return half * self._lr
 
         def after_epoch(model, history):
             self.n_iter_ += 1
+            self._optimizer_epochs += 1
             self.t_ += n
-            loss = history.loss[-1] * self._loss_scale + self._penalty(batch)
+            loss = history.loss[-1] * self._loss_scale + self._penalty(n, batch)
             self.loss_curve_.append(loss)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
+            if not np.isfinite(loss):
+                return True
             if early:
                 score = self._score_on(X_val, Y_val)
                 self.validation_scores_.append(score)
@@ -179,15 +199,33 @@ class _BaseMLP(BaseEstimator):
             return False
 
         with warnings.catch_warnings():
-            # a diverging run stops here as in scikit-learn, through the loss curve
+            # divergence is reported below as scikit-learn does, by a ValueError
             warnings.simplefilter("ignore", RuntimeWarning)
-            self.model_.fit(X.T, Y.T, epochs=epochs, batch_size=batch, lrate=half * self._lr,
-                            momentum=self.momentum, nesterov=self.nesterovs_momentum,
-                            weight_decay=decay, lr_schedule=schedule, shuffle=self.shuffle,
-                            seed=rng, callbacks=after_epoch, verbose=0)
+            fit(self.model_, X.T, Y.T, epochs=epochs, batch_size=batch, lrate=half * self._lr,
+                momentum=self.momentum, nesterov=self.nesterovs_momentum, weight_decay=decay,
+                lr_schedule=schedule, power_t=self.power_t, shuffle=self.shuffle, seed=rng,
+                validation_data=None, early_stopping=False, patience=1, monitor="loss",
+                min_delta=0.0, restore_best=False, callbacks=after_epoch, verbose=0,
+                checked=True)
 
-    def _penalty(self, batch):
-        return 0.5 * self.alpha * sum(float(np.vdot(W, W)) for W in self.coefs_) / batch
+    def _penalty(self, n, batch):
+        """scikit-learn's L2 term of an epoch's loss: each batch adds
+        0.5 * alpha * |W|^2 / batch_size, weighted by its share of the epoch."""
+        n_batches = -(-n // batch)
+        squares = sum(float(np.vdot(W, W)) for W in self.coefs_)
+        return 0.5 * self.alpha * squares * n_batches / n
+
+    def _check_same_model(self):
+        model = self.model_
+        if np.dtype(self.dtype) != model.dtype or (
+                self.engine is not None and self.engine != model.engine):
+            raise ValueError(f"warm_start and partial_fit continue the fitted model "
+                             f"({model.dtype.name}, engine {model.engine!r}); got dtype="
+                             f"{np.dtype(self.dtype).name}, engine={self.engine!r}. Fit anew "
+                             "to change them.")
+        if self._hidden() != [m.n for m in self._linears()][:-1]:
+            raise ValueError(f"hidden_layer_sizes={self.hidden_layer_sizes!r} differs from the "
+                             "fitted model's; fit anew to change it")
 
     def _build(self, n_in, n_out, rng):
         """The network, initialized as scikit-learn does (Glorot uniform)."""
@@ -256,7 +294,11 @@ class _BaseMLP(BaseEstimator):
                 isinstance(self.batch_size, numbers.Integral) and self.batch_size >= 1):
             raise ValueError(f"batch_size must be 'auto' or an integer >= 1; got "
                              f"{self.batch_size!r}")
-        if np.dtype(self.dtype) not in (np.float32, np.float64):
+        try:
+            dtype = np.dtype(self.dtype)
+        except TypeError:
+            dtype = None
+        if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}")
 
 

@@ -18,11 +18,8 @@ import numpy as np
 from . import _validation as v
 from ._progress import Progress
 from .fused import choose_block
-from .layers import Linear, ReLU, Sigmoid, SoftMax, Tanh
+from .layers import BUILTIN, Linear, SoftMax
 from .losses import MSE, NLL
-
-#: Layers whose unchecked steps (_fwd, _bwd) the layer-by-layer path may call.
-BUILTIN = (Linear, ReLU, Tanh, Sigmoid, SoftMax)
 
 __all__ = ["History", "fit"]
 
@@ -34,6 +31,7 @@ def make_steps(model, X, Y, samples=0, per_sample=False):
     fused path choose between transposing X once and gathering per run, and
     ``per_sample`` whether measuring the blocked kernel can be worth it.
     """
+    model._bind_engine()
     plan = model._plan()
     if plan is not None:
         return FusedSteps(model, model._flat_network(plan), X, Y, samples, per_sample)
@@ -74,15 +72,26 @@ class FusedSteps:
         rows = np.arange(len(order), dtype=np.int64)
         return np.ascontiguousarray(X.T[order]), np.ascontiguousarray(Y.T[order]), rows
 
+    def _tuning_rows(self):
+        """Samples-as-rows data to measure the blocked kernel on: all of it, or
+        (when the call gathers its samples) a random few thousand samples."""
+        if self.rows is not None:
+            return self.rows
+        X, Y = self.columns
+        pick = np.random.RandomState(0).randint(X.shape[1], size=min(X.shape[1], 4096))
+        return np.ascontiguousarray(X.T[pick]), np.ascontiguousarray(Y.T[pick])
+
     def run(self, order, batch, lrate, momentum=0.0, nesterov=False, weight_decay=0.0,
             hits=False):
+        # (the kernels count hits whatever ``hits`` says: it costs them nothing)
         flat, plan = self.flat, self.flat.plan
         X, Y, order = self._data(np.ascontiguousarray(order, dtype=np.int64))
         steps = -(-len(order) // batch)
         losses, hit = np.empty(steps), np.empty(steps, dtype=np.int64)
         if batch == 1 and momentum == 0 and weight_decay == 0:
             if self.block is None:
-                self.block = choose_block(self.model.block, flat, X, Y, self.tune_steps)
+                self.block = choose_block(self.model.block, flat, *self._tuning_rows(),
+                                          self.tune_steps)
                 self.model._block_size = self.block or None
             args = (flat.P, flat.G, plan.sizes, plan.acts, plan.loss, X, Y, order,
                     float(lrate), losses, hit)
@@ -276,9 +285,15 @@ class _Monitor:
 
 def fit(model, X, Y, *, epochs, batch_size, lrate, momentum, nesterov, weight_decay,
         lr_schedule, power_t, shuffle, seed, validation_data, early_stopping, patience,
-        monitor, min_delta, restore_best, callbacks, verbose):
-    """Implementation of :meth:`Sequential.fit`; see there."""
-    X, Y = model._check_data(X, Y)
+        monitor, min_delta, restore_best, callbacks, verbose, checked=False):
+    """Implementation of :meth:`Sequential.fit`; see there.
+
+    ``checked=True`` skips the data checks, for callers (the scikit-learn
+    estimators) that made X and Y finite arrays of the model's dtype and
+    shapes themselves.
+    """
+    if not checked:
+        X, Y = model._check_data(X, Y)
     epochs = v.check_int(epochs, "epochs", 0)
     batch_size = v.check_int(batch_size, "batch_size", 1)
     lrate = v.check_positive_float(lrate, "lrate")
@@ -320,6 +335,7 @@ def fit(model, X, Y, *, epochs, batch_size, lrate, momentum, nesterov, weight_de
             metrics = _latest(history)
             progress.update(1, line=_epoch_line(epoch, epochs, metrics, history.time[-1]),
                             **{k: x for k, x in metrics.items() if x is not None})
+            stop = any(cb(model, history) for cb in callbacks)
             if not math.isfinite(history.loss[-1]):
                 warnings.warn(f"training diverged at epoch {epoch} (loss {history.loss[-1]}); "
                               "try a smaller lrate", RuntimeWarning, stacklevel=3)
@@ -331,9 +347,8 @@ def fit(model, X, Y, *, epochs, batch_size, lrate, momentum, nesterov, weight_de
                 if schedule.plateau():
                     tracker.wait = 0
                 elif early_stopping:
-                    history.stopped_early = True
-                    break
-            if any(cb(model, history) for cb in callbacks):
+                    stop = True
+            if stop:
                 history.stopped_early = True
                 break
     finally:

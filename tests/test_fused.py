@@ -160,3 +160,29 @@ def test_user_layer_anywhere_falls_back_with_kernels():
     a.sgd(X, Y, iters=500, seed=1, verbose=False)
     b.sgd(X, Y, iters=500, seed=1, verbose=False)
     assert_same_state(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_activation_codes_match_the_kernels():
+    from fastmlp.kernels import fused as kern
+
+    from fastmlp import fused as api
+
+    assert api.ACT_CODES == {ReLU: kern.RELU, Tanh: kern.TANH, Sigmoid: kern.SIGMOID,
+                             SoftMax: kern.SOFTMAX}
+    assert (api.IDENTITY, api.SOFTMAX) == (kern.IDENTITY, kern.SOFTMAX)
+    assert api.LOSS_CODES == {NLL: kern.NLL, MSE: kern.MSE}
+
+
+def test_replaced_activation_or_loss_is_used_after_a_fused_run():
+    """The flat buffers are cached per set of Linear layers; the description of
+    the activations and the loss must still follow the modules."""
+    a, b = twins(notebook002)
+    X, Y = hard_data()
+    b.sgd(X, Y, iters=10, seed=0, verbose=False)  # the cache now exists
+    a.sgd(X, Y, iters=10, seed=0, verbose=False)
+    for m in (a, b):
+        m.modules[1] = Tanh()  # takes the model's engine at the next training call
+    a.sgd(X, Y, iters=200, seed=1, verbose=False)
+    b.sgd(X, Y, iters=200, seed=1, verbose=False)
+    assert a.modules[1]._engine.name == "numpy" and b.modules[1]._engine.name == "numba"
+    assert_same_state(a, b, rtol=1e-9, atol=1e-12)

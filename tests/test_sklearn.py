@@ -80,7 +80,7 @@ def test_pickle_round_trip_keeps_training(digits):
     back = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(back.predict_proba(Xte), clf.predict_proba(Xte))
     back.partial_fit(Xtr, ytr)
-    assert back.n_iter_ == 4
+    assert back.n_iter_ == 1 and len(back.loss_curve_) == 4 and back.t_ == 4 * len(Xtr)
     assert clone(clf).get_params() == clf.get_params()
 
 
@@ -91,7 +91,9 @@ def test_partial_fit(digits):
         clf.partial_fit(Xtr, ytr)
     for _ in range(5):
         clf.partial_fit(Xtr[:500], ytr[:500], classes=np.arange(10))
-    assert clf.n_iter_ == 5 and clf.loss_curve_[-1] < clf.loss_curve_[0]
+    # as scikit-learn: n_iter_ counts the last call's epochs, t_ all samples seen
+    assert clf.n_iter_ == 1 and clf.t_ == 2500 and len(clf.loss_curve_) == 5
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
     with pytest.raises(ValueError, match="X has 63 features"):
         clf.partial_fit(Xtr[:, 1:], ytr)
     with pytest.raises(ValueError, match=r"labels \[12\] not in classes"):
@@ -132,7 +134,27 @@ def test_warm_start_continues(digits):
         clf.fit(Xtr, ytr)
         first = clf.coefs_[0].copy()
         clf.fit(Xtr, ytr)
-    assert clf.n_iter_ == 6 and not np.array_equal(first, clf.coefs_[0])
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 6
+    assert not np.array_equal(first, clf.coefs_[0])
+    clf.set_params(dtype=np.float32)
+    with pytest.raises(ValueError, match="warm_start and partial_fit continue the fitted model"):
+        clf.fit(Xtr, ytr)
+    clf.set_params(dtype=np.float64, hidden_layer_sizes=(7,))
+    with pytest.raises(ValueError, match=r"hidden_layer_sizes=\(7,\) differs"):
+        clf.fit(Xtr, ytr)
+
+
+def test_errors_as_scikit_learn_raises_them(digits):
+    Xtr, _, ytr, _ = digits
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping=True"):
+        MLPClassifier(early_stopping=True).partial_fit(Xtr, ytr, classes=np.arange(10))
+    with pytest.raises(ValueError, match="The validation set is too small"):
+        MLPRegressor(early_stopping=True, validation_fraction=0.1).fit(Xtr[:10], ytr[:10])
+    with pytest.raises(ValueError, match="Solver produced non-finite parameter weights"):
+        MLPRegressor(learning_rate_init=10.0, max_iter=50, n_iter_no_change=100,
+                     random_state=0).fit(Xtr * 1e3, ytr * 1e6)
+    with pytest.warns(UserWarning, match="larger than sample size. It is going to be clipped"):
+        MLPClassifier(batch_size=1000, max_iter=1).fit(Xtr[:50], ytr[:50])
 
 
 def test_regressor_multi_output():
@@ -165,6 +187,7 @@ def test_regressor_multi_output():
         ({"max_iter": 0}, "max_iter must be an integer >= 1"),
         ({"validation_fraction": 1.0}, r"validation_fraction must be in \(0, 1\)"),
         ({"dtype": np.int32}, "dtype must be float32 or float64"),
+        ({"dtype": "not-a-dtype"}, "dtype must be float32 or float64"),
     ],
 )
 def test_bad_parameters(params, match, digits):
