@@ -7,14 +7,22 @@ GFLOP/s for W2 and W4) for ``bench/report.py``.
 
 import pytest
 from threadpoolctl import threadpool_limits
-from workloads import MULTITHREADED, WORKLOADS, all_cases, flops_per_sample, make_runner
+from workloads import (
+    MULTITHREADED,
+    MULTITHREADED_WORKLOADS,
+    WORKLOADS,
+    all_cases,
+    flops_per_sample,
+    make_runner,
+)
 
 CASES = all_cases()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_speed(benchmark, case, scale):
-    threads = 2 if case.path in MULTITHREADED and case.batch == 1 else None
+    multi = case.path in MULTITHREADED and case.workload in MULTITHREADED_WORKLOADS
+    threads = 2 if multi and case.batch == 1 else None
     with threadpool_limits(limits=threads, user_api="blas"):
         _time(benchmark, case, scale, threads)
 

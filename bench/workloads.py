@@ -94,7 +94,7 @@ class Case:
 #: group, so pytest-benchmark's ratios compare equal work. Sized so the
 #: slowest path takes a few seconds per call and the fastest long enough that
 #: the per-call input check (one pass over X) stays a few percent.
-PER_SAMPLE_STEPS = {"W1": 20_000, "W2": 20_000, "W2d": 20_000, "W4": 1_500}
+PER_SAMPLE_STEPS = {"W1": 50_000, "W2": 20_000, "W2d": 20_000, "W4": 1_500}
 
 
 BLOCKED = ("numba-onepass", "numba-blocked", "numba-fused", "stream")
@@ -104,9 +104,11 @@ PER_SAMPLE_PATHS = {
     "W2d": BLOCKED,
     "W4": ("numpy", "numba-layer", *BLOCKED),
 }
-#: Paths that may run BLAS GEMMs per sample (the blocked kernel): they get
-#: both cores, as the library gives them by default; every other path has one.
+#: Paths that may run BLAS GEMMs per sample (the blocked kernel) on the
+#: workloads whose first layer is wide enough for it: they get both cores, as
+#: the library gives them by default; every other path has one.
 MULTITHREADED = ("numba-blocked", "numba-fused")
+MULTITHREADED_WORKLOADS = ("W2", "W2d", "W4")
 BATCH_PATHS = ("numpy", "numba-layer", "numba-fused")
 BATCH_MODES = {"W3": ("batch64",), "W4": ("batch128",)}
 #: Samples per mini-batch epoch (a fixed subset, so each timed call is one epoch).
