@@ -27,7 +27,7 @@ multiply-adds for the Gram and correction terms.
 import numpy as np
 
 from ._jit import REASSOC, jit
-from .fused import activate, offsets, upper_step, workspace, write_gradients
+from .fused import activate, step_state, upper_step, write_gradients
 
 
 @jit(fastmath=REASSOC)
@@ -66,10 +66,7 @@ def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block):
     steps = idx.shape[0]
     if steps == 0:
         return
-    lr = P.dtype.type(lrate)
-    eps = np.finfo(P.dtype).eps
-    woff, boff, aoff = offsets(sizes)
-    A, D, da = workspace(sizes, aoff, P.dtype)
+    lr, eps, woff, boff, aoff, A, D, da = step_state(P, sizes, lrate)
     m0, n0 = sizes[0], sizes[1]
     W = P[woff[0]:woff[0] + m0 * n0].reshape((m0, n0))
     b = P[boff[0]:boff[0] + n0]

@@ -297,10 +297,7 @@ def sgd_per_sample(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits):
     steps = idx.shape[0]
     if steps == 0:
         return
-    lr = P.dtype.type(lrate)
-    eps = np.finfo(P.dtype).eps
-    woff, boff, aoff = offsets(sizes)
-    A, D, da = workspace(sizes, aoff, P.dtype)
+    lr, eps, woff, boff, aoff, A, D, da = step_state(P, sizes, lrate)
     rows = np.empty(sizes[0], dtype=np.int64)
     m0, n0 = sizes[0], sizes[1]
     for t in range(steps):
@@ -317,12 +314,17 @@ def sgd_per_sample(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits):
 
 
 @jit
-def workspace(sizes, aoff, dtype):
-    """Buffers of one per-sample step: each layer's activated output (A), its
-    gradient before activation (D), and an input gradient (da)."""
+def step_state(P, sizes, lrate):
+    """What every per-sample kernel sets up once per call: the learning rate and
+    NLL floor in P's dtype, the layer offsets, and the buffers of one step --
+    each layer's activated output (A), its gradient before activation (D), and
+    an input gradient (da)."""
     L = sizes.shape[0] - 1
-    return (np.zeros(aoff[L], dtype=dtype), np.zeros(aoff[L], dtype=dtype),
-            np.zeros(sizes.max(), dtype=dtype))
+    woff, boff, aoff = offsets(sizes)
+    A = np.zeros(aoff[L], dtype=P.dtype)
+    D = np.zeros(aoff[L], dtype=P.dtype)
+    da = np.zeros(sizes.max(), dtype=P.dtype)
+    return P.dtype.type(lrate), np.finfo(P.dtype).eps, woff, boff, aoff, A, D, da
 
 
 @jit
