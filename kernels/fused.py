@@ -327,7 +327,7 @@ def step_state(P, sizes, lrate):
     return P.dtype.type(lrate), np.finfo(P.dtype).eps, woff, boff, aoff, A, D, da
 
 
-@jit
+@jit(inline="always")
 def upper_step(P, sizes, acts, loss, woff, boff, aoff, A, D, da, y, lr, eps):
     """One step of every layer above the first, for one sample.
 
