@@ -59,7 +59,7 @@ def speed_rows(doc):
                 "onepass": onepass / t if onepass and p in ("numba-blocked", "numba-fused")
                 else None,
                 "gflops": info.get("gflops"), "data": info.get("data", ""),
-                "block": info.get("block"), "threads": info.get("blas_threads"),
+                "block": info.get("block"),
             })
     return rows
 
@@ -92,8 +92,6 @@ def markdown(doc):
         label = PATH_LABEL[r["path"]]
         if r["path"] in ("numba-blocked", "numba-fused") and r["mode"] == "per-sample":
             label += f" (k={r['block']})" if r["block"] else " (one-pass)"
-        if r["threads"]:
-            label += f", {r['threads']} BLAS threads"
         speed = f"**{r['speedup']:.1f}x**" if r["path"] == "numba-fused" and r["speedup"] else (
             f"{r['speedup']:.2f}x" if r["speedup"] else "")
         ratio = lambda x: f"{x:.2f}" if x else ""  # noqa: E731

@@ -6,28 +6,13 @@ GFLOP/s for W2 and W4) for ``bench/report.py``.
 """
 
 import pytest
-from threadpoolctl import threadpool_limits
-from workloads import (
-    MULTITHREADED,
-    MULTITHREADED_WORKLOADS,
-    WORKLOADS,
-    all_cases,
-    flops_per_sample,
-    make_runner,
-)
+from workloads import WORKLOADS, all_cases, flops_per_sample, make_runner
 
 CASES = all_cases()
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_speed(benchmark, case, scale):
-    multi = case.path in MULTITHREADED and case.workload in MULTITHREADED_WORKLOADS
-    threads = 2 if multi and case.batch == 1 else None
-    with threadpool_limits(limits=threads, user_api="blas"):
-        _time(benchmark, case, scale, threads)
-
-
-def _time(benchmark, case, scale, threads):
     made = make_runner(case, scale)
     if made is None:
         pytest.skip("the notebook's classes are float64 only")
@@ -43,8 +28,6 @@ def _time(benchmark, case, scale, threads):
     model = getattr(run, "model", None)
     if model is not None and case.batch == 1 and case.path.startswith("numba-"):
         benchmark.extra_info["block"] = model.block_size
-    if threads:
-        benchmark.extra_info["blas_threads"] = threads
     stats = getattr(benchmark, "stats", None)
     if stats is not None:
         median = stats.stats.median

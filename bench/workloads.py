@@ -104,11 +104,7 @@ PER_SAMPLE_PATHS = {
     "W2d": BLOCKED,
     "W4": ("numpy", "numba-layer", *BLOCKED),
 }
-#: Paths that may run BLAS GEMMs per sample (the blocked kernel) on the
-#: workloads whose first layer is wide enough for it: they get both cores, as
-#: the library gives them by default; every other path has one.
-MULTITHREADED = ("numba-blocked", "numba-fused")
-MULTITHREADED_WORKLOADS = ("W2", "W2d", "W4")
+
 BATCH_PATHS = ("numpy", "numba-layer", "numba-fused")
 BATCH_MODES = {"W3": ("batch64",), "W4": ("batch128",)}
 #: Samples per mini-batch epoch (a fixed subset, so each timed call is one epoch).

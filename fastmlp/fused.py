@@ -191,6 +191,7 @@ def measure_blocks(flat, X, Y, candidates=(0, *BLOCK_CANDIDATES)):
 
     from .kernels.blocked import sgd_blocked
     from .kernels.fused import sgd_per_sample
+    from .training import one_blas_thread
 
     plan = flat.plan
     rng = np.random.RandomState(0)
@@ -199,12 +200,13 @@ def measure_blocks(flat, X, Y, candidates=(0, *BLOCK_CANDIDATES)):
         P, G = flat.P.copy(), np.zeros_like(flat.G)
         losses, hits = np.empty(len(idx)), np.empty(len(idx), dtype=np.int64)
         args = (P, G, plan.sizes, plan.acts, plan.loss, X, Y, idx, 1e-3, losses, hits)
-        t0 = time.perf_counter()
-        if k == 0:
-            sgd_per_sample(*args)
-        else:
-            sgd_blocked(*args, k)
-        return time.perf_counter() - t0
+        with one_blas_thread():
+            t0 = time.perf_counter()
+            if k == 0:
+                sgd_per_sample(*args)
+            else:
+                sgd_blocked(*args, k)
+            return time.perf_counter() - t0
 
     kmax = max(max(candidates), 1)
     warm = rng.randint(len(X), size=2 * kmax).astype(np.int64)

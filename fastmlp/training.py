@@ -24,6 +24,25 @@ from .losses import MSE, NLL
 __all__ = ["History", "fit"]
 
 
+_BLAS = []
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread.
+
+    The blocked kernel calls BLAS for small products between bursts of
+    per-sample work; on a 2-core machine, two BLAS threads made those calls
+    slower and erratic (they sleep and wake between products), one thread
+    made them steady, so it runs with one.
+    """
+    if not _BLAS:
+        import scipy.linalg  # noqa: F401  (loads the BLAS Numba calls, so the controller sees it)
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
+
+
 def make_steps(model, X, Y, samples=0, per_sample=False):
     """Return the steps object for ``model`` on checked data X, Y.
 
@@ -96,7 +115,8 @@ class FusedSteps:
             args = (flat.P, flat.G, plan.sizes, plan.acts, plan.loss, X, Y, order,
                     float(lrate), losses, hit)
             if self.block:
-                self.blocked(*args, self.block)
+                with one_blas_thread():
+                    self.blocked(*args, self.block)
             else:
                 self.per_sample(*args)
         else:
