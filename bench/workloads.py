@@ -187,12 +187,11 @@ def build(lib, workload, dtype=None, **kw):
 
 def best_block(model, X, Y):
     """The fastest block size for the blocked kernel on this model and data."""
-    from fastmlp.fused import BLOCK_CANDIDATES, measure_blocks
+    from fastmlp.fused import measure_blocks
 
     model.sgd(X, Y, iters=2, verbose=False)  # binds the flat buffers
-    times = measure_blocks(model._flat, np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T),
-                           candidates=BLOCK_CANDIDATES)
-    return min(times, key=times.get)
+    times = measure_blocks(model._flat, np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T))
+    return min((k for k in times if k), key=times.get)
 
 
 class _Notebook:

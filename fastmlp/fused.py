@@ -115,8 +115,12 @@ class FlatNetwork:
 
 # -- choosing the blocked path (fastmlp.kernels.blocked) ----------------------
 
-#: Block sizes the tuner tries.
+#: Block sizes the tuner tries: with GEMMs (dense inputs), and on the nonzeros
+#: (sparse inputs), whose Gram terms cost more per step as blocks grow.
 BLOCK_CANDIDATES = (16, 32, 64, 128)
+SPARSE_BLOCK_CANDIDATES = (8, 16, 32)
+#: Inputs with at most this fraction of nonzeros take the sparse blocked kernel.
+SPARSE_DENSITY = 0.5
 #: Below this many multiply-adds in the first layer, GEMMs cannot pay: one-pass.
 BLOCK_MIN_WEIGHTS = 16_384
 #: Training calls shorter than this use a cached choice, or the one-pass kernel.
@@ -176,22 +180,36 @@ def _density(X):
 def _measure(flat, X, Y):
     """The block size the kernels run fastest with, 0 for the one-pass kernel."""
     times = measure_blocks(flat, X, Y)
-    k = min(BLOCK_CANDIDATES, key=times.get)
+    k = min((c for c in times if c), key=times.get)
     return k if times[k] < BLOCK_MARGIN * times[0] else 0
 
 
-def measure_blocks(flat, X, Y, candidates=(0, *BLOCK_CANDIDATES)):
+def blocked_kernel(X):
+    """The blocked kernel for inputs X (samples as rows): on the nonzeros for
+    sparse inputs, with GEMMs otherwise."""
+    from .kernels.blocked import sgd_blocked, sgd_blocked_sparse
+
+    return sgd_blocked_sparse if _density(X) <= SPARSE_DENSITY else sgd_blocked
+
+
+def measure_blocks(flat, X, Y, candidates=None):
     """Seconds per step of per-sample SGD for each block size (0: one-pass kernel).
 
-    Runs on scratch copies of the parameters, with samples drawn from a
-    private generator; interleaved rounds, best of five, so a busy
-    neighbour on a shared machine skews every candidate alike.
+    ``candidates`` defaults to 0 and the block sizes of the blocked kernel
+    that X's density selects. Runs on scratch copies of the parameters, with
+    samples drawn from a private generator; interleaved rounds, best of
+    five, so a busy neighbour on a shared machine skews every candidate alike.
     """
     import time
 
-    from .kernels.blocked import sgd_blocked
+    from .kernels.blocked import sgd_blocked_sparse
     from .kernels.fused import sgd_per_sample
     from .training import one_blas_thread
+
+    sgd_blocked = blocked_kernel(X)
+    if candidates is None:
+        sparse = sgd_blocked is sgd_blocked_sparse
+        candidates = (0, *(SPARSE_BLOCK_CANDIDATES if sparse else BLOCK_CANDIDATES))
 
     plan = flat.plan
     rng = np.random.RandomState(0)

@@ -96,8 +96,10 @@ class Sequential:
         How the fused path runs per-sample steps (``sgd``, and ``fit`` with
         ``batch_size=1`` and no momentum or weight decay). An int k runs the
         blocked kernel: the first layer's updates are deferred over k steps
-        and applied as matrix products, with the same trajectory up to
-        rounding. "off" always uses the one-pass kernel. "auto" measures both
+        and applied as matrix products (GEMMs for dense inputs; products on
+        the nonzeros for inputs at most half nonzero, such as MNIST), with
+        the same trajectory up to rounding. "off" always uses the one-pass
+        kernel. "auto" measures both
         once per network shape, dtype and input density (in a call of at
         least 4,096 steps) and keeps the faster; see :attr:`block_size`.
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _validation as v
 from ._progress import Progress
-from .fused import choose_block
+from .fused import blocked_kernel, choose_block
 from .layers import BUILTIN, Linear, SoftMax
 from .losses import MSE, NLL
 
@@ -68,11 +68,10 @@ class FusedSteps:
     """
 
     def __init__(self, model, flat, X, Y, samples, per_sample):
-        from .kernels.blocked import sgd_blocked
         from .kernels.fused import sgd_per_sample
         from .kernels.minibatch import train_minibatch
 
-        self.per_sample, self.blocked, self.minibatch = sgd_per_sample, sgd_blocked, train_minibatch
+        self.per_sample, self.minibatch = sgd_per_sample, train_minibatch
         self.model, self.flat = model, flat
         self.tune_steps = samples if per_sample else 0
         self.columns = (X, Y)
@@ -109,8 +108,9 @@ class FusedSteps:
         losses, hit = np.empty(steps), np.empty(steps, dtype=np.int64)
         if batch == 1 and momentum == 0 and weight_decay == 0:
             if self.block is None:
-                self.block = choose_block(self.model.block, flat, *self._tuning_rows(),
-                                          self.tune_steps)
+                rows = self._tuning_rows()
+                self.blocked = blocked_kernel(rows[0])
+                self.block = choose_block(self.model.block, flat, *rows, self.tune_steps)
                 self.model._block_size = self.block or None
             args = (flat.P, flat.G, plan.sizes, plan.acts, plan.loss, X, Y, order,
                     float(lrate), losses, hit)

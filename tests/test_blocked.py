@@ -32,13 +32,30 @@ NETWORKS = {
 }
 
 
+def with_zeros(X, fraction, seed=1):
+    """X with about ``fraction`` of its entries set to zero."""
+    X = X.copy()
+    X[np.random.RandomState(seed).rand(*X.shape) < fraction] = 0
+    return X
+
+
+def kernel_for(X):
+    return fused.blocked_kernel(np.ascontiguousarray(X.T)).__name__
+
+
+#: Fractions of zero inputs that select each blocked kernel: GEMMs, and on the nonzeros.
+ZEROS = {"sgd_blocked": 0.3, "sgd_blocked_sparse": 0.8}
+
+
+@pytest.mark.parametrize("kernel", sorted(ZEROS))
 @pytest.mark.parametrize("block", [1, 2, 7, 64])
 @pytest.mark.parametrize("name", sorted(NETWORKS))
-def test_blocked_equals_numpy_engine(name, block):
+def test_blocked_equals_numpy_engine(name, block, kernel):
     build, d, c = NETWORKS[name]
     X, Y = blobs(d, c, 200)
-    X /= 5
-    X[np.random.RandomState(1).rand(*X.shape) < 0.5] = 0  # some zero inputs too
+    X = with_zeros(X / 5, ZEROS[kernel])
+    X[:, 7] = 0  # a sample with no nonzero input at all
+    assert kernel_for(X) == kernel
     a, b = twin(build, "numpy", "auto"), twin(build, "numba", block)
     a.sgd(X, Y, iters=700, lrate=0.02, seed=3, verbose=False)
     b.sgd(X, Y, iters=700, lrate=0.02, seed=3, verbose=False)
@@ -47,9 +64,11 @@ def test_blocked_equals_numpy_engine(name, block):
         np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
 
 
-def test_block_one_equals_the_one_pass_kernel():
+@pytest.mark.parametrize("zeros", [0.0, 0.8])
+def test_block_one_equals_the_one_pass_kernel(zeros):
     build, d, c = NETWORKS["deep"]
     X, Y = blobs(d, c, 100)
+    X = with_zeros(X, zeros)
     a, b = twin(build, "numba", "off"), twin(build, "numba", 1)
     a.sgd(X, Y, iters=500, lrate=0.05, seed=1, verbose=False)
     b.sgd(X, Y, iters=500, lrate=0.05, seed=1, verbose=False)
@@ -58,11 +77,13 @@ def test_block_one_equals_the_one_pass_kernel():
         np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-14)
 
 
-def test_repeated_samples_inside_a_block():
+@pytest.mark.parametrize("zeros", [0.0, 0.8])
+def test_repeated_samples_inside_a_block(zeros):
     """Two samples only: every block holds the same inputs many times, and the
     Gram term must count each earlier occurrence."""
     build, d, c = NETWORKS["notebook003"]
     X, Y = blobs(d, c, 2)
+    X = with_zeros(X, zeros)
     a, b = twin(build, "numpy", "auto"), twin(build, "numba", 16)
     a.sgd(X, Y, iters=160, lrate=0.05, seed=0, verbose=False)
     b.sgd(X, Y, iters=160, lrate=0.05, seed=0, verbose=False)
@@ -70,23 +91,27 @@ def test_repeated_samples_inside_a_block():
         np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
 
 
-def test_notebook003_network_5000_steps():
-    """The full-size notebook-003 network, 5,000 steps, float64 rtol 1e-9."""
+@pytest.mark.parametrize("zeros", [0.0, 0.8])
+def test_notebook003_network_5000_steps(zeros):
+    """The full-size notebook-003 network, 5,000 steps, float64 rtol 1e-9, on
+    dense inputs and on inputs as sparse as MNIST's."""
     def build():
         return [Linear(784, 100), Sigmoid(), Linear(100, 10), SoftMax()], NLL()
 
     X, Y = blobs(784, 10, 500)
-    a, b = twin(build, "numpy", "auto"), twin(build, "numba", 64)
+    X = with_zeros(X, zeros)
+    a, b = twin(build, "numpy", "auto"), twin(build, "numba", 64 if zeros == 0 else 16)
     a.sgd(X / 10, Y, iters=5000, lrate=0.01, seed=2, verbose=False)
     b.sgd(X / 10, Y, iters=5000, lrate=0.01, seed=2, verbose=False)
     for p, q in zip(state(a), state(b), strict=True):
         np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
 
 
-def test_float32_blocked():
+@pytest.mark.parametrize("zeros", [0.0, 0.8])
+def test_float32_blocked(zeros):
     build, d, c = NETWORKS["wide-mse"]
     X, Y = blobs(d, c, 200)
-    X /= 10
+    X = with_zeros(X / 10, zeros)
     a, b = twin(build, "numpy", "auto", np.float32), twin(build, "numba", 32, np.float32)
     a.sgd(X, Y, iters=300, lrate=0.001, seed=3, verbose=False)
     b.sgd(X, Y, iters=300, lrate=0.001, seed=3, verbose=False)
@@ -126,7 +151,7 @@ def test_auto_choice_is_measured_once_and_cached(monkeypatch):
     for _ in range(2):
         nn = twin(build, "numba", "auto")
         nn.sgd(X, Y, iters=300, verbose=False)
-        assert nn.block_size in (None, *fused.BLOCK_CANDIDATES)
+        assert nn.block_size in (None, *fused.BLOCK_CANDIDATES, *fused.SPARSE_BLOCK_CANDIDATES)
     assert len(calls) == 1
     small = twin(lambda: ([Linear(2, 3), Linear(3, 2)], MSE()), "numba", "auto")
     small.sgd(X[:2], Y[:2], iters=300, verbose=False)
