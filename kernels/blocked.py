@@ -127,6 +127,10 @@ def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block):
 # first layer. The tuner picks it only where it measures faster.
 
 
+#: The lowest set bit's position of every byte (0 for 0, never looked up).
+_LOWEST_BIT = np.array([(b & -b).bit_length() - 1 if b else 0 for b in range(256)], dtype=np.int64)
+
+
 @jit
 def compress_rows(X, idx, start, kb, cols, vals, ptr):
     """Store rows ``X[idx[start:start + kb]]`` as compressed rows: sample j's
@@ -137,9 +141,23 @@ def compress_rows(X, idx, start, kb, cols, vals, ptr):
     ptr[0] = 0
     for j in range(kb):
         x = X[idx[start + j]]
-        for p in range(m):  # branch-free: always store, advance past nonzeros
-            v = x[p]
-            cols[q] = p
+        p = 0
+        while p + 8 <= m:
+            # Which of eight inputs are nonzero, as bits: compares without
+            # branches; zeros come in runs (background), so most words are 0.
+            bits = 0
+            for r in range(8):
+                bits |= (x[p + r] != 0) << r
+            while bits:
+                r = _LOWEST_BIT[bits]
+                cols[q] = p + r
+                vals[q] = x[p + r]
+                q += 1
+                bits &= bits - 1
+            p += 8
+        for r in range(p, m):
+            v = x[r]
+            cols[q] = r
             vals[q] = v
             q += v != 0
         ptr[j + 1] = q
