@@ -1,0 +1,178 @@
+"""The fused mini-batch kernel's sparse first layer (inputs mostly zero, like
+MNIST's pixels): the same training as the NumPy engine and as its own BLAS
+path, and the sparse path taken only where it should be."""
+
+import numpy as np
+import pytest
+from conftest import params_of
+
+from fastmlp import MSE, NLL, Linear, ReLU, Sequential, SoftMax, Tanh
+from fastmlp.engines import numba_available
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not importable")
+
+#: An odd number of inputs (a lone last input pair) and a first layer wide
+#: enough for the default rule to take the sparse path at 15% density.
+D, WIDTH, C = 31, 256, 4
+ZERO_SAMPLE, ZERO_INPUT = 3, 5
+
+ARCHS = {
+    "relu-nll": lambda: ([Linear(D, WIDTH), ReLU(), Linear(WIDTH, C), SoftMax()], NLL()),
+    "tanh-mse": lambda: ([Linear(D, WIDTH), Tanh(), Linear(WIDTH, C)], MSE()),
+}
+
+
+def sparse_data(n, density=0.15, seed=0, dtype=np.float64):
+    """X of shape (D, n) with about ``density`` of its entries nonzero, sample
+    ZERO_SAMPLE all zero and input ZERO_INPUT zero in every sample; one-hot Y."""
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(-1, 1, size=(D, n)) * (rng.rand(D, n) < density)
+    X[:, ZERO_SAMPLE] = 0
+    X[ZERO_INPUT, :] = 0
+    y = rng.randint(C, size=n)
+    return X.astype(dtype), np.eye(C, dtype=dtype)[y].T
+
+
+def twins(arch, dtype=np.float64):
+    """The same network (same initial weights) on the NumPy and Numba engines."""
+    models = []
+    for engine in ("numpy", "numba"):
+        np.random.seed(0)
+        models.append(Sequential(*ARCHS[arch](), engine=engine, dtype=dtype))
+    return models
+
+
+def state(model):
+    """Copies of every Linear layer's W, W0, dLdW and dLdW0."""
+    grads = [g.copy() for m in model.modules if isinstance(m, Linear) for g in (m.dLdW, m.dLdW0)]
+    return params_of(model) + grads
+
+
+def assert_same(a, b, **tol):
+    for p, q in zip(state(a), state(b), strict=True):
+        np.testing.assert_allclose(q, p, **tol)
+
+
+@pytest.mark.parametrize("momentum, nesterov, decay", [(0.9, False, 1e-3), (0.8, True, 1e-2),
+                                                      (0.0, False, 1e-2)])
+@pytest.mark.parametrize("batch", [1, 7, 32])
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_sparse_fit_equals_numpy_engine(arch, batch, momentum, nesterov, decay):
+    X, Y = sparse_data(101)  # 101 samples: the last batch is short
+    a, b = twins(arch)
+    kw = dict(epochs=1, batch_size=batch, lrate=0.003, momentum=momentum, nesterov=nesterov,
+              weight_decay=decay, seed=3, verbose=0)
+    ha, hb = a.fit(X, Y, **kw), b.fit(X, Y, **kw)
+    assert b.path == "fused"
+    assert_same(a, b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b.modules[0].dLdW, a.modules[0].dLdW, rtol=1e-9, atol=1e-12)
+    assert np.abs(b.modules[0].dLdW).max() > 0
+    np.testing.assert_allclose(hb.loss, ha.loss, rtol=1e-9)
+    assert ha.accuracy == hb.accuracy
+
+
+def test_sparse_fit_float32_tolerance():
+    """float32: the NumPy engine's trajectory to float32 round-off (rtol 1e-4)."""
+    X, Y = sparse_data(150, dtype=np.float32)
+    a, b = twins("relu-nll", np.float32)
+    kw = dict(epochs=2, batch_size=16, lrate=0.05, momentum=0.9, weight_decay=1e-3, seed=1,
+              verbose=0)
+    a.fit(X, Y, **kw)
+    b.fit(X, Y, **kw)
+    assert all(p.dtype == np.float32 for p in state(b))
+    assert_same(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_fit_takes_the_sparse_path_on_sparse_inputs():
+    """A NaN weight on an input that is zero in every sample poisons a BLAS
+    product (0 * NaN) but not the sparse path, which skips zero inputs."""
+    X, Y = sparse_data(64)
+    _, b = twins("relu-nll")
+    b.modules[0].W[ZERO_INPUT] = np.nan
+    h = b.fit(X, Y, epochs=1, batch_size=16, lrate=0.05, momentum=0.9, seed=0, verbose=0)
+    assert np.isfinite(h.loss).all()
+    assert np.isfinite(b.modules[0].W[np.arange(D) != ZERO_INPUT]).all()
+
+
+# The kernel itself, on flat buffers (the layout of fastmlp.kernels.fused).
+
+
+def kernel_case(width=WIDTH, density=0.15, n=101, seed=0):
+    """(P, sizes, acts, loss, X, Y) for a D-width-C ReLU/SoftMax+NLL network,
+    samples as rows."""
+    from fastmlp.kernels.fused import NLL as NLL_CODE
+    from fastmlp.kernels.fused import RELU, SOFTMAX
+
+    sizes = np.array([D, width, C])
+    rng = np.random.RandomState(seed)
+    P = rng.normal(0, 0.2, size=D * width + width + width * C + C)
+    X, Y = sparse_data(n, density, seed)
+    return (P, sizes, np.array([RELU, SOFTMAX]), NLL_CODE, np.ascontiguousarray(X.T),
+            np.ascontiguousarray(Y.T))
+
+
+def run_kernel(case, batch, max_fill=None, seed=0):
+    """One epoch of Nesterov SGD with decay; returns (P, G, V, losses, hits)."""
+    from fastmlp.kernels.minibatch import train_minibatch
+
+    P, sizes, acts, loss, X, Y = case
+    P, G, V = P.copy(), np.zeros_like(P), np.zeros_like(P)
+    order = np.random.RandomState(seed).permutation(len(X)).astype(np.int64)
+    steps = -(-len(order) // batch)
+    losses, hits = np.empty(steps), np.empty(steps, dtype=np.int64)
+    args = (P, G, V, sizes, acts, loss, X, Y, order, batch, 0.05, 0.8, True, 1e-2, losses, hits)
+    if max_fill is None:
+        train_minibatch(*args)
+    else:
+        train_minibatch(*args, max_fill)
+    return P, G, V, losses, hits
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7, 32, 101, 128])
+@pytest.mark.parametrize("density", [0.0, 0.15, 1.0])
+def test_forced_sparse_path_equals_blas_path(batch, density):
+    case = kernel_case(density=density)
+    sparse = run_kernel(case, batch, max_fill=2.0)  # every batch sparse
+    dense = run_kernel(case, batch, max_fill=-1.0)  # none
+    for s, d in zip(sparse[:4], dense[:4], strict=True):
+        np.testing.assert_allclose(s, d, rtol=1e-10, atol=1e-13)
+    np.testing.assert_array_equal(sparse[4], dense[4])
+    G = sparse[1]
+    gW = G[:D * WIDTH].reshape(D, WIDTH)
+    assert (gW[ZERO_INPUT] == 0).all()
+    assert density == 0 or np.abs(gW).max() > 0
+
+
+@pytest.mark.parametrize("width, density, sparse", [(WIDTH, 0.15, True), (WIDTH, 1.0, False),
+                                                    (32, 0.15, False)])
+def test_default_rule(width, density, sparse):
+    """Sparse inputs to a wide layer take the sparse path; dense inputs, or a
+    narrow first layer (where BLAS is faster), take BLAS. Told apart by a NaN
+    weight on an input that is zero in every sample (see above)."""
+    case = kernel_case(width, density)
+    case[0][ZERO_INPUT * width:(ZERO_INPUT + 1) * width] = np.nan
+    losses = run_kernel(case, 16)[3]
+    assert np.isfinite(losses).all() == sparse
+
+
+@pytest.mark.parametrize("b, d", [(1, 1), (1, 6), (7, 31), (8, 30), (32, 784)])
+def test_gather_counts_exactly_the_list_entries(b, d):
+    """The sparse path sizes its lists by gather's count: it must be exact."""
+    from fastmlp.kernels.minibatch import gather, pair_lists
+
+    rng = np.random.RandomState(b + d)
+    X = rng.normal(size=(50, d)) * (rng.rand(50, d) < 0.3)
+    Y = rng.normal(size=(50, 2))
+    rows = rng.permutation(50)[:b].astype(np.int64)
+    xb, yb = np.empty((b, d)), np.empty((b, 2))
+    lists = (np.empty(max(b, d) // 2 + 2, dtype=np.int64), np.empty(b * d, dtype=np.int32),
+             np.empty(b * d), np.empty(b * d), np.empty(1))
+    assert gather(X, Y, rows, xb, yb, 2.0 * b * d)
+    np.testing.assert_array_equal(xb, X[rows])
+    np.testing.assert_array_equal(yb, Y[rows])
+    work = 0
+    for A in (xb, xb.T):
+        pair_lists(A, lists)
+        work += lists[0][(A.shape[0] + 1) // 2]
+    assert gather(X, Y, rows, xb, yb, work)
+    assert not gather(X, Y, rows, xb, yb, work - 1)
