@@ -55,6 +55,13 @@ def subtract_scaled(W, U, lr):
             W[i, j] -= lr * U[i, j]
 
 
+#: Inputs whose squared norms exceed this could overflow a Gram term, which
+#: the one-pass kernel never forms (|x_i . x_j| <= |x_i| |x_j|, Cauchy-Schwarz):
+#: a block holding one is taken one step at a time (k = 1: no Gram terms), so
+#: the trajectory stays finite wherever the notebook's does.
+GRAM_SAFE = 0.25
+
+
 @jit
 def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block):
     """Run one SGD step per entry of ``idx``, as :func:`sgd_per_sample`, but
@@ -77,16 +84,24 @@ def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block):
     Dbuf = np.empty(k * n0, dtype=P.dtype)
     U = np.empty((m0, n0), dtype=P.dtype)
     z = A[0:n0]
-    for start in range(0, steps, k):
+    safe = GRAM_SAFE * np.finfo(P.dtype).max
+    start = 0
+    while start < steps:
         kb = min(k, steps - start)
         Xb = Xbuf[:kb * m0].reshape((kb, m0))
-        Pm = Pbuf[:kb * n0].reshape((kb, n0))
         Gm = Gbuf[:kb * kb].reshape((kb, kb))
-        Dm = Dbuf[:kb * n0].reshape((kb, n0))
         for j in range(kb):
             Xb[j] = X[idx[start + j]]
-        np.dot(Xb, W, Pm)
         np.dot(Xb, Xb.T, Gm)
+        top = Gm[0, 0]
+        for j in range(1, kb):
+            top = max(top, Gm[j, j])
+        if kb > 1 and not top <= safe:
+            kb = 1
+            Xb = Xbuf[:m0].reshape((1, m0))
+        Pm = Pbuf[:kb * n0].reshape((kb, n0))
+        Dm = Dbuf[:kb * n0].reshape((kb, n0))
+        np.dot(Xb, W, Pm)
         for j in range(kb):
             corrected_preactivation(Pm[j], b, Gm[j], Dm, j, lr, z)
             activate(acts[0], z)
@@ -99,6 +114,7 @@ def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block):
                 b[q] -= lr * delta[q]
         np.dot(Xb.T, Dm, U)
         subtract_scaled(W, U, lr)
+        start += kb
     write_gradients(G, sizes, woff, boff, X[idx[steps - 1]], A, D, aoff)
 
 
@@ -135,12 +151,15 @@ _LOWEST_BIT = np.array([(b & -b).bit_length() - 1 if b else 0 for b in range(256
 def compress_rows(X, idx, start, kb, cols, vals, ptr):
     """Store rows ``X[idx[start:start + kb]]`` as compressed rows: sample j's
     nonzero columns and values at ``cols[ptr[j]:ptr[j + 1]]`` and ``vals[...]``.
+    Return the largest squared norm of the rows (inf if one overflows).
     """
     m = X.shape[1]
     q = 0
     ptr[0] = 0
+    top = X.dtype.type(0)
     for j in range(kb):
         x = X[idx[start + j]]
+        norm2 = X.dtype.type(0)
         p = 0
         while p + 8 <= m:
             # Which of eight inputs are nonzero, as bits: compares without
@@ -150,8 +169,10 @@ def compress_rows(X, idx, start, kb, cols, vals, ptr):
                 bits |= (x[p + r] != 0) << r
             while bits:
                 r = _LOWEST_BIT[bits]
+                v = x[p + r]
                 cols[q] = p + r
-                vals[q] = x[p + r]
+                vals[q] = v
+                norm2 += v * v
                 q += 1
                 bits &= bits - 1
             p += 8
@@ -159,8 +180,11 @@ def compress_rows(X, idx, start, kb, cols, vals, ptr):
             v = x[r]
             cols[q] = r
             vals[q] = v
+            norm2 += v * v
             q += v != 0
         ptr[j + 1] = q
+        top = max(top, norm2)
+    return top
 
 
 @jit(fastmath=REASSOC)
@@ -201,7 +225,7 @@ def gram_corrections(X, idx, start, j, Dm, lr, z):
             g0 += x0[p] * x[p]
             g1 += x1[p] * x[p]
         c0 = lr * g0
-        c1 = lr * g1 if two else c0 * 0
+        c1 = lr * g1 if two else z.dtype.type(0)
         d0 = Dm[i]
         d1 = Dm[i + 1] if two else d0
         for r in range(n):
@@ -280,9 +304,12 @@ def sgd_blocked_sparse(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, 
     crow = np.empty(k * m0, dtype=np.int64)
     cval = np.empty(k * m0, dtype=P.dtype)
     z = A[0:n0]
-    for start in range(0, steps, k):
+    safe = GRAM_SAFE * np.finfo(P.dtype).max
+    start = 0
+    while start < steps:
         kb = min(k, steps - start)
-        compress_rows(X, idx, start, kb, cols, vals, ptr)
+        if compress_rows(X, idx, start, kb, cols, vals, ptr) > safe and kb > 1:
+            kb = 1  # (the first row's entries stand as they are)
         for j in range(kb):
             t = start + j
             sparse_product(W, cols, vals, ptr[j], ptr[j + 1], z)
@@ -298,4 +325,5 @@ def sgd_blocked_sparse(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, 
                 b[q] -= lr * delta[q]
         by_column(cols, vals, ptr, kb, m0, count, crow, cval)
         sparse_update(W, count, crow, cval, Dm, lr)
+        start += kb
     write_gradients(G, sizes, woff, boff, X[idx[steps - 1]], A, D, aoff)

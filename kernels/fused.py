@@ -20,7 +20,10 @@ deferral can merge those passes).
 
 Rows whose input is zero are skipped where that is exact: a zero input adds
 nothing to a forward product and makes a zero rank-1 update. MNIST pixels and
-ReLU outputs are mostly zero, so this skips most of the work there.
+ReLU outputs are mostly zero, so this skips most of the work there. (Exact
+for finite weights. A weight that is already inf or NaN, times a zero input,
+gives NaN in NumPy and nothing here; training has diverged by then either
+way. The sparse mini-batch and blocked kernels skip zeros alike.)
 
 No step allocates: all workspace is made once per call.
 """

@@ -162,3 +162,25 @@ def test_auto_choice_is_measured_once_and_cached(monkeypatch):
 def test_bad_block(block):
     with pytest.raises(ValueError, match=r"block must be 'auto', 'off' or an integer from 1 to 40"):
         Sequential([Linear(2, 2)], MSE(), block=block)
+
+
+@pytest.mark.parametrize("zeros", [0.0, 0.8])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_inputs_too_large_for_gram_terms(zeros, dtype):
+    """x . x of these inputs overflows, though every step of the notebook's
+    loop stays finite: such blocks are taken one step at a time."""
+    def build():
+        return [Linear(12, 6), Tanh(), Linear(6, 3), SoftMax()], NLL()
+
+    X, Y = blobs(12, 3, 60)
+    X = with_zeros(X, zeros)
+    X[0, ::3] = 2 * np.sqrt(np.finfo(dtype).max)  # squared: inf; tanh saturates
+    X = X.astype(dtype)
+    a, b, c = (twin(build, "numpy", "auto", dtype), twin(build, "numba", "off", dtype),
+               twin(build, "numba", 8, dtype))
+    for model in (a, b, c):
+        model.sgd(X, Y, iters=200, lrate=1e-30, seed=4, verbose=False)
+    for p, q, r in zip(state(a), state(b), state(c), strict=True):
+        assert np.isfinite(r).all()
+        np.testing.assert_allclose(r, q, rtol=1e-5 if dtype == np.float32 else 1e-12)
+        np.testing.assert_allclose(r, p, rtol=1e-4 if dtype == np.float32 else 1e-9)
