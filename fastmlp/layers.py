@@ -155,13 +155,32 @@ class Linear(Layer):
 
     def forward(self, A):
         """Return ``W.T @ A + W0`` for ``A`` of shape (m, batch), remembering ``A``."""
+        self._check_params()
         return self._fwd(_check_batch(A, "A", self.m, self.W.dtype))
+
+    def _check_params(self, dtype=None):
+        """Check ``W`` and ``W0``, which users may assign, before any kernel reads
+        them: shapes (m, n) and (n, 1), real numbers. They are converted to
+        ``dtype`` (a model's), or else ``W0`` to ``W``'s floating type."""
+        for name, shape in (("W", (self.m, self.n)), ("W0", (self.n, 1))):
+            value = getattr(self, name, None)
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"{name} of {self!r} must hold real numbers; "
+                                f"got {type(value).__name__} of dtype {arr.dtype}")
+            if arr.shape != shape:
+                raise ValueError(f"{name} of {self!r} must have shape {shape}; got {arr.shape}")
+            if dtype is None:
+                dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+            if arr is not value or arr.dtype != dtype:
+                setattr(self, name, arr.astype(dtype))
 
     def backward(self, dLdZ):
         """Store ``dLdW`` and ``dLdW0`` (summed over the batch) and return ``W @ dLdZ``."""
         A = getattr(self, "A", None)
         if A is None:
             raise RuntimeError("Linear.backward called before forward")
+        self._check_params()
         dLdZ = _check_batch(dLdZ, "dLdZ", self.n, self.W.dtype)
         if dLdZ.shape[1] != A.shape[1]:
             raise ValueError(
@@ -204,6 +223,8 @@ class Linear(Layer):
         """Update in place: ``W -= lrate * dLdW`` and ``W0 -= lrate * dLdW0``."""
         if getattr(self, "dLdW", None) is None:
             raise RuntimeError("Linear.sgd_step called before backward")
+        self._check_params()
+        self._ensure_grad_buffers()  # (zeros if W was replaced since backward)
         self._ops.linear_update(self.W, self.W0, self.dLdW, self.dLdW0, lrate)
 
     def __repr__(self):

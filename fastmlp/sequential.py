@@ -155,10 +155,13 @@ class Sequential:
 
     def _bind_engine(self):
         """Put every layer (and the loss) on this model's engine: modules may have
-        been replaced, or shared with a model on another engine, since."""
+        been replaced, or shared with a model on another engine, since. And
+        check the Linear layers' parameters, which may have been assigned."""
         for m in [*self.modules, self.loss]:
             if isinstance(m, Layer) and m._engine is not self._ops:
                 m._engine = self._ops
+            if isinstance(m, Linear):
+                m._check_params(self.dtype)
 
     def _reset_velocity(self):
         """Zero the optimizer's velocities (momentum) of every Linear layer."""
@@ -228,7 +231,10 @@ class Sequential:
         print_every : int or None, default 250
             Report accuracy and loss at the steps ``it = 1, 1 + print_every,
             1 + 2 * print_every, ...`` (the notebook's ``it % every == 1``;
-            with 1, every step). None reports nothing.
+            with 1, every step). None reports nothing. Reports split the
+            fused run into several compiled calls; the weights come out the
+            same to the bit (on the blocked path, whose blocks restart at
+            each report, the same up to rounding).
         verbose : bool, default True
             False silences all reporting (and skips its evaluations).
         """
@@ -473,10 +479,16 @@ def _check_modules(modules, loss):
     if not isinstance(modules, (list, tuple)) or len(modules) == 0:
         raise TypeError(f"modules must be a non-empty list of layers; got {modules!r}")
     for i, m in enumerate(modules):
+        if isinstance(m, type):  # ReLU for ReLU(): the methods exist, unbound
+            raise TypeError(f"modules[{i}] is the class {m.__name__}, not a layer; "
+                            f"pass an instance: {m.__name__}(...)")
         if not (callable(getattr(m, "forward", None)) and callable(getattr(m, "backward", None))):
             raise TypeError(
                 f"modules[{i}] must be a layer with forward and backward methods; got {m!r}"
             )
+    if isinstance(loss, type):
+        raise TypeError(f"loss is the class {loss.__name__}, not a loss; "
+                        f"pass an instance: {loss.__name__}()")
     if not (callable(getattr(loss, "forward", None)) and callable(getattr(loss, "backward", None))):
         raise TypeError(f"loss must be a loss such as NLL() or MSE(); got {loss!r}")
     prev = None  # (index, outputs) of the last Linear, when its width is known

@@ -95,6 +95,10 @@ def test_user_layer_hides_sizes():
         ("Linear", NLL(), TypeError, r"modules must be a non-empty list"),
         ([Linear(2, 2), "relu"], NLL(), TypeError, r"modules\[1\] must be a layer .* 'relu'"),
         ([Linear(2, 2)], "nll", TypeError, r"loss must be a loss"),
+        ([Linear(2, 2), ReLU, Linear(2, 2)], NLL(), TypeError,
+         r"modules\[1\] is the class ReLU, not a layer; pass an instance: ReLU\(...\)"),
+        ([Linear(2, 2), SoftMax()], NLL, TypeError,
+         r"loss is the class NLL, not a loss; pass an instance: NLL\(\)"),
     ],
 )
 def test_bad_modules(modules, loss, exc, match):
@@ -154,3 +158,47 @@ def test_integer_and_noncontiguous_input_accepted(engine):
     for p, q in zip(params_of(a), params_of(b), strict=True):
         np.testing.assert_allclose(p, q, rtol=1e-12)
     assert not np.shares_memory(wide, params_of(b)[0])
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize(
+    "name, value, match",
+    [
+        ("W0", np.zeros((1, 10)),
+         r"W0 of Linear\(2, 10\) must have shape \(10, 1\); got \(1, 10\)"),
+        ("W", np.zeros((2, 11)), r"W of Linear\(2, 10\) must have shape \(2, 10\); got \(2, 11\)"),
+        ("W", np.zeros((3, 10)), r"W of Linear\(2, 10\) must have shape \(2, 10\); got \(3, 10\)"),
+        ("W", np.full((2, 10), "a"), r"W of Linear\(2, 10\) must hold real numbers"),
+    ],
+)
+def test_assigned_parameters_are_checked(engine, fuse, name, value, match):
+    """A W or W0 assigned by hand with the wrong shape is reported by every
+    entry point (the kernels would otherwise read past it), and nothing trains."""
+    np.random.seed(0)
+    model = Sequential([Linear(2, 10), ReLU(), Linear(10, 2), SoftMax()], NLL(), engine=engine,
+                       fuse=fuse)
+    setattr(model.modules[0], name, value)
+    X, Y = hard_data(20)
+    for call in (lambda: model.forward(X), lambda: model.predict(X),
+                 lambda: model.evaluate(X, Y), lambda: model.modules[0].forward(X)):
+        with pytest.raises((ValueError, TypeError), match=match):
+            call()
+    assert_rejected(model, (ValueError, TypeError), match)
+    with pytest.raises((ValueError, TypeError), match=match):
+        model.fit(X, Y, epochs=1, verbose=0)
+
+
+def test_assigned_parameters_take_the_models_dtype(engine):
+    """A W of another real dtype (or a list) is converted, on every path alike."""
+    results = []
+    for fuse in (True, False):
+        np.random.seed(0)
+        model = Sequential([Linear(2, 10), ReLU(), Linear(10, 2), SoftMax()], NLL(),
+                           engine=engine, fuse=fuse)
+        model.modules[0].W = model.modules[0].W.astype(np.float32).tolist()
+        model.modules[2].W0 = np.zeros((2, 1), dtype=np.int64)
+        model.sgd(*hard_data(20), iters=50, lrate=0.05, seed=0, verbose=False)
+        assert all(p.dtype == np.float64 for p in params_of(model))
+        results.append(params_of(model))
+    for a, b in zip(*results, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
