@@ -204,18 +204,22 @@ def first_layer_forward(P, wo, bo, m, n, x, xp, dzp, lr, pending, z, rows):
         z[j] += b[j]
 
 
-@jit
+@jit(fastmath=REASSOC)
 def first_layer_update(P, wo, bo, m, n, xp, dzp, lr):
-    """Apply the deferred update of the first layer: ``W -= lr * xp dzp^T``."""
-    W, b = P[wo:wo + m * n], P[bo:bo + n]
+    """Apply the deferred update of the first layer: ``W -= lr * xp dzp^T``.
+
+    With the arithmetic of :func:`first_layer_forward`'s update, operation for
+    operation, so a run split into several calls (as reporting splits it)
+    ends on the same weights, to the bit, as one call.
+    """
+    W, b = P[wo:wo + m * n].reshape((m, n)), P[bo:bo + n]
     for j in range(n):
         b[j] -= lr * dzp[j]
     for i in range(m):
-        xpi = xp[i]
-        if xpi != 0:
-            row = i * n
+        if xp[i] != 0:
+            w0, c0 = W[i], lr * xp[i]
             for j in range(n):
-                W[row + j] -= lr * (xpi * dzp[j])
+                w0[j] = w0[j] - c0 * dzp[j]
 
 
 @jit(fastmath=REASSOC)
