@@ -16,10 +16,16 @@ from .training import fit, make_steps
 __all__ = ["Sequential"]
 
 
-#: Steps of sample indices drawn at a time. The draws are made in chunks of
-#: this fixed size whatever the reporting, so a Generator seed gives the same
-#: trajectory whether or not progress is shown.
+#: Sample indices drawn at a time (as whole steps: at least one). The draws
+#: are made in chunks of a size fixed by the batch size whatever the
+#: reporting, so a Generator seed gives the same trajectory whether or not
+#: progress is shown; and a chunk's buffers stay small for any batch size.
 INDEX_CHUNK = 1 << 16
+
+
+def _chunk_steps(batch_size):
+    """Steps per chunk of index draws (and at most per kernel call)."""
+    return max(1, INDEX_CHUNK // batch_size)
 
 
 def _builtin(module, *types):
@@ -42,7 +48,7 @@ class _IndexStream:
     def take(self, steps):
         """Return the indices of the next ``steps`` steps, shape (steps, batch_size)."""
         while len(self.buf) < steps:
-            k = min(INDEX_CHUNK, self.left)
+            k = min(_chunk_steps(self.batch_size), self.left)
             new = v.draw_indices(self.rng, self.n, k * self.batch_size)
             new = new.astype(np.int64, copy=False).reshape(k, self.batch_size)
             self.buf = np.concatenate([self.buf, new]) if len(self.buf) else new
@@ -51,18 +57,18 @@ class _IndexStream:
         return out
 
 
-def _report_stops(iters, every):
+def _report_stops(iters, every, cap=INDEX_CHUNK):
     """Yield the ends of the blocks of steps between two reports.
 
     The notebook reports at the steps ``it`` with ``it % every == 1``, using the
     weights before that step's update, so a block ends just before each.
-    Blocks are also capped at INDEX_CHUNK steps to bound their buffers.
+    Blocks are also capped at ``cap`` steps to bound their buffers.
     """
     start = 0
     points = range(1, iters, every) if every else ()
     for stop in [*points, iters]:
-        while stop - start > INDEX_CHUNK:
-            start += INDEX_CHUNK
+        while stop - start > cap:
+            start += cap
             yield start, False
         if stop > start:
             yield stop, stop < iters
@@ -251,7 +257,7 @@ class Sequential:
         progress = Progress(bool(verbose and every), iters, "step")
         it, report = 0, None
         try:
-            for stop, report_next in _report_stops(iters, every):
+            for stop, report_next in _report_stops(iters, every, _chunk_steps(batch_size)):
                 losses, _ = steps.run(stream.take(stop - it).ravel(), batch_size, lrate)
                 line = None
                 if report is not None:  # accuracy before this block, loss of its first step

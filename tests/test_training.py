@@ -229,3 +229,27 @@ def test_progress_bar_on_a_terminal(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "3/3" in err and "epoch" in err and "loss=" in err and "600/600" in err
     assert "Epoch 1/3" not in term.getvalue()
+
+
+def test_large_batches_draw_in_small_chunks(engine):
+    """sgd with big batches draws its indices a bounded chunk at a time (the
+    buffers once held every step's indices: 2 GB at 65,536 steps of 4,096),
+    and still leaves the global generator where iters * batch_size draws do."""
+    import tracemalloc
+
+    X, Y = blobs(4, 3, 1000)
+    np.random.seed(0)
+    nn = Sequential([Linear(4, 6), ReLU(), Linear(6, 3), SoftMax()], NLL(), engine=engine)
+    nn.sgd(X, Y, iters=2, batch_size=1000, verbose=False)  # compile first
+    np.random.seed(5)
+    np.random.randint(1000, size=3000 * 1000)
+    expected = np.random.get_state()[1].copy()
+    np.random.seed(5)
+    tracemalloc.start()
+    try:
+        nn.sgd(X, Y, iters=3000, batch_size=1000, verbose=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8e6, peak  # all the run's indices would be 24 MB; a chunk is 0.5 MB
+    np.testing.assert_array_equal(np.random.get_state()[1], expected)
