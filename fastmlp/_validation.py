@@ -20,6 +20,13 @@ def check_int(value, name, minimum=0):
     return int(value)
 
 
+def check_bool(value, name):
+    """Return ``value`` as a bool, requiring True or False (a NumPy bool too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
 def check_positive_float(value, name, allow_zero=False):
     """Return ``value`` as a float, requiring a finite real number > 0 (or >= 0)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -104,6 +111,8 @@ def as_rng(seed):
     if isinstance(seed, (np.random.RandomState, np.random.Generator)):
         return seed
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        if not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be an int from 0 to 2**32 - 1; got {seed!r}")
         return np.random.RandomState(int(seed))
     raise TypeError(
         f"seed must be None, an int, a numpy RandomState or Generator; got {seed!r}"

@@ -51,7 +51,7 @@ def _parser():
     train.add_argument("--momentum", type=_momentum, default=0.9)
     train.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     train.add_argument("--engine", choices=("numba", "numpy"), default="numba")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=_seed, default=0)
     train.add_argument("--save", default=None, metavar="PATH",
                        help="write the trained model to PATH (.npz)")
     train.set_defaults(run=_train)
@@ -72,6 +72,13 @@ def _positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def _seed(text):
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {text}")
     return value
 
 

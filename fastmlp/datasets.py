@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._validation import check_dtype, check_int
+from ._validation import as_rng, check_dtype, check_int, check_positive_float, draw_indices
 
 __all__ = ["load_digits", "load_mnist", "make_blobs", "one_hot"]
 
@@ -46,7 +46,9 @@ def one_hot(labels, n_classes=None, dtype=np.float64):
     dtype : float32 or float64, default float64
     """
     labels = np.asarray(labels)
-    if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "iu"):
+    if labels.size == 0:  # ([] is float64 to NumPy)
+        labels = labels.astype(np.int64)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise ValueError(f"labels must be a 1-D array of integers; got dtype {labels.dtype} "
                          f"and shape {labels.shape}")
     if n_classes is None:
@@ -199,18 +201,22 @@ def load_digits(*, layout="columns", dtype=np.float64):
 
 def make_blobs(n_samples=1000, n_features=20, n_classes=3, *, spread=1.0, seed=0,
                layout="columns", dtype=np.float64):
-    """A deterministic classification problem: Gaussian blobs around random centres.
+    """A classification problem: Gaussian blobs (standard deviation ``spread``)
+    around random centres.
 
-    The same arguments always give the same arrays (a private RandomState).
+    With an int ``seed`` (default 0) the same arguments always give the same
+    arrays; ``seed`` may also be a RandomState or Generator, or None for
+    NumPy's global generator.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}; got {layout!r}")
     n_samples = check_int(n_samples, "n_samples", 1)
     n_features = check_int(n_features, "n_features", 1)
     n_classes = check_int(n_classes, "n_classes", 1)
-    rng = np.random.RandomState(seed)
+    spread = check_positive_float(spread, "spread", allow_zero=True)
+    rng = as_rng(seed)
     centres = rng.normal(0, 3, size=(n_classes, n_features))
-    y = rng.randint(n_classes, size=n_samples)
+    y = draw_indices(rng, n_classes, n_samples)
     X = (centres[y] + rng.normal(0, spread, size=(n_samples, n_features))).astype(dtype)
     return _arrange(X, y, n_classes, layout, check_dtype(dtype))
 

@@ -55,6 +55,9 @@ def save(model, path):
         "loss": type(model.loss).__name__, "sha256": _digest(arrays),
     }
     arrays["fastmlp_meta"] = np.array(json.dumps(meta))
+    if not path.parent.is_dir():  # (else the error would name the temporary file)
+        raise FileNotFoundError(f"cannot save to {str(path)!r}: folder "
+                                f"{str(path.parent)!r} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -324,6 +324,13 @@ def fit(model, X, Y, *, epochs, batch_size, lrate, momentum, nesterov, weight_de
     power_t = v.check_positive_float(power_t, "power_t", allow_zero=True)
     patience = v.check_int(patience, "patience", 1)
     min_delta = v.check_positive_float(min_delta, "min_delta", allow_zero=True)
+    nesterov, shuffle = v.check_bool(nesterov, "nesterov"), v.check_bool(shuffle, "shuffle")
+    early_stopping = v.check_bool(early_stopping, "early_stopping")
+    restore_best = v.check_bool(restore_best, "restore_best")
+    if isinstance(verbose, (bool, np.bool_)):
+        verbose = int(verbose)
+    if verbose not in (0, 1, 2) or not isinstance(verbose, (int, np.integer)):
+        raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
     schedule = _Schedule(lr_schedule, lrate, power_t)
     val = _check_validation(model, validation_data)
     classifier = model._classifier

@@ -39,7 +39,7 @@ def test_train_on_mnist(capsys):
 @pytest.mark.parametrize(
     "args",
     [["train", "--epochs", "0"], ["train", "--hidden", "a,b"], ["train", "--momentum", "1"],
-     ["train", "--data", "cifar"], ["fly"], []],
+     ["train", "--data", "cifar"], ["train", "--seed", "-1"], ["fly"], []],
 )
 def test_bad_arguments_exit_2(args, capsys):
     with pytest.raises(SystemExit) as exc:

@@ -145,3 +145,23 @@ def test_digits_and_blobs():
     assert a[0].shape == (5, 100) and a[1].shape == (3, 100)
     with pytest.raises(ValueError, match="layout must be one of"):
         make_blobs(layout="columns-first")
+
+
+def test_one_hot_of_no_labels():
+    Y = one_hot([], 3)
+    assert Y.shape == (3, 0) and Y.dtype == np.float64
+
+
+@pytest.mark.parametrize("spread, shown", [(-1, "-1"), (np.nan, "nan")])
+def test_make_blobs_rejects_bad_spread(spread, shown):
+    with pytest.raises(ValueError, match=rf"spread must be a finite number >= 0; got {shown}"):
+        make_blobs(10, 2, 2, spread=spread)
+
+
+def test_make_blobs_seeds():
+    a, b = make_blobs(50, 3, 2, seed=1), make_blobs(50, 3, 2, seed=np.random.RandomState(1))
+    np.testing.assert_array_equal(a[0], b[0])
+    g1, g2 = (make_blobs(50, 3, 2, seed=np.random.default_rng(7)) for _ in range(2))
+    np.testing.assert_array_equal(g1[0], g2[0])
+    with pytest.raises(ValueError, match=r"seed must be an int from 0 to 2\*\*32 - 1; got -1"):
+        make_blobs(10, 2, 2, seed=-1)

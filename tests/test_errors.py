@@ -202,3 +202,27 @@ def test_assigned_parameters_take_the_models_dtype(engine):
         results.append(params_of(model))
     for a, b in zip(*results, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32])
+def test_seed_out_of_range_names_it(model, seed):
+    assert_rejected(model, ValueError, r"seed must be an int from 0 to 2\*\*32 - 1; got", seed=seed)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"verbose": "x"}, ValueError, r"verbose must be 0, 1 or 2; got 'x'"),
+        ({"verbose": 5}, ValueError, r"verbose must be 0, 1 or 2; got 5"),
+        ({"nesterov": "yes"}, TypeError, r"nesterov must be True or False; got 'yes'"),
+        ({"shuffle": 1}, TypeError, r"shuffle must be True or False; got 1"),
+        ({"early_stopping": None}, TypeError, r"early_stopping must be True or False"),
+    ],
+)
+def test_bad_fit_flags(model, kwargs, exc, match):
+    X, Y = hard_data(20)
+    before = params_of(model)
+    with pytest.raises(exc, match=match):
+        model.fit(X, Y, epochs=1, **kwargs)
+    for a, b in zip(before, params_of(model), strict=True):
+        np.testing.assert_array_equal(a, b)

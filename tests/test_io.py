@@ -140,3 +140,11 @@ def test_malformed_files_are_rejected(tmp_path):
 
     with pytest.raises(FileNotFoundError):
         fastmlp.load(tmp_path / "missing.npz")
+
+
+def test_save_into_a_missing_folder_names_the_target(tmp_path):
+    nn = Sequential([Linear(3, 2), SoftMax()], NLL())
+    target = tmp_path / "no" / "such" / "model.npz"
+    with pytest.raises(FileNotFoundError, match=r"cannot save to .*model\.npz.*does not exist"):
+        nn.save(target)
+    assert not (tmp_path / "no").exists()
