@@ -106,7 +106,7 @@ class _BaseMLP(BaseEstimator):
         X, y = validate_data(self, X, y, reset=first, dtype=(np.float64, np.float32),
                              multi_output=self._multi_output, y_numeric=not self._classifier)
         X = X.astype(self.dtype, copy=False)
-        Y = self._encode_targets(y, first, classes)
+        Y = self._encode_targets(y, first, classes, incremental)
         rng = check_random_state(self.random_state)  # anew each call, as scikit-learn
         if first:
             self.model_ = self._build(X.shape[1], Y.shape[1], rng)
@@ -345,6 +345,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """
         if not hasattr(self, "model_") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
+        if (classes is not None and hasattr(self, "classes_")
+                and not np.array_equal(self.classes_, unique_labels(classes))):
+            raise ValueError(f"classes={classes!r} is not the same as on the last call to "
+                             f"partial_fit, was: {self.classes_!r}")
         return self._fit(X, y, incremental=True, classes=classes)
 
     def predict_proba(self, X):
@@ -356,11 +360,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
-    def _encode_targets(self, y, first, classes):
+    def _encode_targets(self, y, first, classes, incremental):
         check_classification_targets(y)
         if first:
             self.classes_ = unique_labels(y) if classes is None else unique_labels(classes)
-        elif self.warm_start and not np.isin(unique_labels(y), self.classes_).all():
+        elif (self.warm_start and not incremental
+              and not np.array_equal(unique_labels(y), self.classes_)):
             raise ValueError(f"warm_start can only be used where y has the same classes as in "
                              f"the previous call to fit: {self.classes_} before, "
                              f"{unique_labels(y)} now")
@@ -402,7 +407,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags.target_tags.multi_output = True
         return tags
 
-    def _encode_targets(self, y, first, classes):
+    def _encode_targets(self, y, first, classes, incremental):
         if first:
             self._y_1d = y.ndim == 1
         Y = (y[:, None] if y.ndim == 1 else y).astype(self.dtype)

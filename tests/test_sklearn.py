@@ -98,6 +98,9 @@ def test_partial_fit(digits):
         clf.partial_fit(Xtr[:, 1:], ytr)
     with pytest.raises(ValueError, match=r"labels \[12\] not in classes"):
         clf.partial_fit(Xtr[:2], [1, 12])
+    with pytest.raises(ValueError, match=r"classes=.* is not the same as on the last call"):
+        clf.partial_fit(Xtr[:500], ytr[:500], classes=np.arange(11))  # as scikit-learn
+    clf.partial_fit(Xtr[ytr < 3], ytr[ytr < 3])  # a batch may hold some of the classes
 
 
 def test_early_stopping_keeps_the_best_validation_score(digits):
@@ -136,6 +139,8 @@ def test_warm_start_continues(digits):
         clf.fit(Xtr, ytr)
     assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 6
     assert not np.array_equal(first, clf.coefs_[0])
+    with pytest.raises(ValueError, match="warm_start can only be used where y has the same"):
+        clf.fit(Xtr[ytr < 9], ytr[ytr < 9])  # as scikit-learn: a subset of the classes too
     clf.set_params(dtype=np.float32)
     with pytest.raises(ValueError, match="warm_start and partial_fit continue the fitted model"):
         clf.fit(Xtr, ytr)
