@@ -55,6 +55,12 @@ def subtract_scaled(W, U, lr):
             W[i, j] -= lr * U[i, j]
 
 
+@jit
+def first_layer(P, sizes, woff):
+    """The first layer's weights in P, as an (inputs, outputs) view."""
+    return P[woff[0]:woff[0] + sizes[0] * sizes[1]].reshape((sizes[0], sizes[1]))
+
+
 #: Inputs whose squared norms exceed this could overflow a Gram term, which
 #: the one-pass kernel never forms (|x_i . x_j| <= |x_i| |x_j|, Cauchy-Schwarz):
 #: a block holding one is taken one step at a time (k = 1: no Gram terms), so
@@ -75,8 +81,7 @@ def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block):
         return
     lr, eps, woff, boff, aoff, A, D, da = step_state(P, sizes, lrate)
     m0, n0 = sizes[0], sizes[1]
-    W = P[woff[0]:woff[0] + m0 * n0].reshape((m0, n0))
-    b = P[boff[0]:boff[0] + n0]
+    W, b = first_layer(P, sizes, woff), P[boff[0]:boff[0] + n0]
     k = min(block, steps)
     Xbuf = np.empty(k * m0, dtype=P.dtype)
     Pbuf = np.empty(k * n0, dtype=P.dtype)
@@ -293,8 +298,7 @@ def sgd_blocked_sparse(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, 
         return
     lr, eps, woff, boff, aoff, A, D, da = step_state(P, sizes, lrate)
     m0, n0 = sizes[0], sizes[1]
-    W = P[woff[0]:woff[0] + m0 * n0].reshape((m0, n0))
-    b = P[boff[0]:boff[0] + n0]
+    W, b = first_layer(P, sizes, woff), P[boff[0]:boff[0] + n0]
     k = min(block, steps)
     cols = np.empty(k * m0, dtype=np.int64)
     vals = np.empty(k * m0, dtype=P.dtype)
