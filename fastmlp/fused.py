@@ -162,9 +162,10 @@ def choose_block(setting, flat, X, Y, steps):
     sizes = flat.plan.sizes
     if sizes[0] * sizes[1] < BLOCK_MIN_WEIGHTS:
         return 0
+    density = _density(X)
     key = (tuple(int(s) for s in sizes), tuple(int(a) for a in flat.plan.acts),
-           flat.plan.loss, flat.P.dtype.name, round(_density(X), 1),
-           blocked_kernel(X).__name__)  # (densities rounding alike may pick either kernel)
+           flat.plan.loss, flat.P.dtype.name, round(density, 1),
+           density <= SPARSE_DENSITY)  # (densities rounding alike may pick either kernel)
     if key not in _TUNED:
         if steps < TUNE_MIN_STEPS:
             return 0

@@ -56,9 +56,12 @@ def subtract_scaled(W, U, lr):
 
 
 @jit
-def first_layer(P, sizes, woff):
-    """The first layer's weights in P, as an (inputs, outputs) view."""
-    return P[woff[0]:woff[0] + sizes[0] * sizes[1]].reshape((sizes[0], sizes[1]))
+def block_setup(P, sizes, woff, boff, block, steps):
+    """What both blocked kernels need besides :func:`step_state`: the first
+    layer's W (an inputs x outputs view of P) and W0, and the block size."""
+    m0, n0 = sizes[0], sizes[1]
+    W = P[woff[0]:woff[0] + m0 * n0].reshape((m0, n0))
+    return W, P[boff[0]:boff[0] + n0], min(block, steps)
 
 
 #: Inputs whose squared norms exceed this could overflow a Gram term, which
@@ -81,8 +84,7 @@ def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block):
         return
     lr, eps, woff, boff, aoff, A, D, da = step_state(P, sizes, lrate)
     m0, n0 = sizes[0], sizes[1]
-    W, b = first_layer(P, sizes, woff), P[boff[0]:boff[0] + n0]
-    k = min(block, steps)
+    W, b, k = block_setup(P, sizes, woff, boff, block, steps)
     Xbuf = np.empty(k * m0, dtype=P.dtype)
     Pbuf = np.empty(k * n0, dtype=P.dtype)
     Gbuf = np.empty(k * k, dtype=P.dtype)
@@ -298,8 +300,7 @@ def sgd_blocked_sparse(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, 
         return
     lr, eps, woff, boff, aoff, A, D, da = step_state(P, sizes, lrate)
     m0, n0 = sizes[0], sizes[1]
-    W, b = first_layer(P, sizes, woff), P[boff[0]:boff[0] + n0]
-    k = min(block, steps)
+    W, b, k = block_setup(P, sizes, woff, boff, block, steps)
     cols = np.empty(k * m0, dtype=np.int64)
     vals = np.empty(k * m0, dtype=P.dtype)
     ptr = np.empty(k + 1, dtype=np.int64)
