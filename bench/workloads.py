@@ -186,11 +186,15 @@ def build(lib, workload, dtype=None, **kw):
 
 
 def best_block(model, X, Y):
-    """The fastest block size for the blocked kernel on this model and data."""
-    from fastmlp.fused import measure_blocks
+    """The fastest block size for the blocked kernel on this model and data
+    (measured as ``block="tune"`` does)."""
+    from fastmlp.config import SPARSE_DENSITY
+    from fastmlp.plan import density
+    from fastmlp.tuning import measure_blocks
 
     model.sgd(X, Y, iters=2, verbose=False)  # binds the flat buffers
-    times = measure_blocks(model._flat, np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T))
+    times = measure_blocks(model._flat, np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T),
+                           density(X) <= SPARSE_DENSITY)
     return min((k for k in times if k), key=times.get)
 
 
@@ -227,7 +231,7 @@ def make_runner(case, scale=1.0):
     if case.batch == 1:
         steps = max(1, int(case.steps * scale))
         if case.path == "stream":
-            from fastmlp.kernels.stream import stream_passes
+            from stream_kernel import stream_passes
 
             P = np.random.rand(n_params(w.sizes)).astype(dtype)
             return (lambda k=steps: stream_passes(P, 1e-7, k)), steps, "parameter-sized buffer"

@@ -15,6 +15,8 @@ is returned.
 
 import numpy as np
 
+from .kernels.codes import H_ALPHA, H_DECAY, H_GRAD_SCALE, H_LR, H_MOMENTUM, NESTEROV, SGD
+
 __all__ = [
     "linear_backward",
     "linear_forward",
@@ -61,27 +63,33 @@ def linear_update(W, W0, dLdW, dLdW0, lrate):
     W0 -= lrate * dLdW0
 
 
-def sgd_update(W, W0, dLdW, dLdW0, VW, VW0, lrate, scale, momentum, nesterov, weight_decay):
-    """One optimizer step in place, from gradients summed over a batch.
+def sgd_update(W, W0, dLdW, dLdW0, S, S0, opt, hyper, batch):
+    """One optimizer step in place, from gradients summed over ``batch`` samples.
 
-    With ``g = scale * dLdW + weight_decay * W`` (``scale`` is 1 / batch size,
-    so ``g`` is the mean gradient; biases get no decay): plain SGD is
-    ``W -= lrate * g``; with momentum ``V = momentum * V - lrate * g`` and
-    ``W += V``, or ``W += momentum * V - lrate * g`` for Nesterov's variant
-    (the rule of scikit-learn's SGD optimizer). ``VW`` and ``VW0`` hold the
-    velocities and are only touched when ``momentum`` is nonzero.
+    With ``g = grad_scale * dLdW / batch + decay * W`` (``decay =
+    weight_decay + alpha / batch``; biases get no decay): plain SGD is ``W -=
+    lr * g``; with momentum ``V = momentum * V - lr * g`` and ``W += V``, or
+    ``W += momentum * V - lr * g`` for Nesterov's variant (the rules of
+    scikit-learn's SGD optimizer). ``opt`` is a code of
+    :mod:`fastmlp.kernels.codes`, ``hyper`` the optimizer's hyper-parameters
+    laid out as there, and ``S``, ``S0`` its state for W and W0 (row 0: the
+    velocity, flattened).
     """
-    for P, grad, V, decay in ((W, dLdW, VW, weight_decay), (W0, dLdW0, VW0, 0.0)):
-        g = grad * scale
-        if decay:
-            g += decay * P
-        if not momentum:
-            P -= lrate * g
+    lr, mu = hyper[H_LR], hyper[H_MOMENTUM]
+    scale = hyper[H_GRAD_SCALE] / batch
+    decay = hyper[H_DECAY] + hyper[H_ALPHA] / batch
+    for P, grad, state, d in ((W, dLdW, S, decay), (W0, dLdW0, S0, 0.0)):
+        g = grad * P.dtype.type(scale)
+        if d:
+            g += P.dtype.type(d) * P
+        if opt == SGD:
+            P -= P.dtype.type(lr) * g
             continue
-        V *= momentum
-        V -= lrate * g
-        if nesterov:
-            P += momentum * V - lrate * g
+        V = state[0].reshape(P.shape)
+        V *= P.dtype.type(mu)
+        V -= P.dtype.type(lr) * g
+        if opt == NESTEROV:
+            P += P.dtype.type(mu) * V - P.dtype.type(lr) * g
         else:
             P += V
 

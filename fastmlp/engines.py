@@ -1,17 +1,21 @@
 """Choosing the engine that does a model's arithmetic.
 
 An engine is a module of functions with the same names and signatures:
-:mod:`fastmlp.baseline` (pure NumPy) and :mod:`fastmlp.kernels.layers`
+:mod:`fastmlp.baseline` (pure NumPy) and :mod:`fastmlp.kernels.layer_ops`
 (Numba-compiled). Layers and losses hold parameters, shapes and checks and
 call their engine for every step of arithmetic, so the same classes run on
 either engine.
+
+This module is also the one place that loads compiled code
+(:func:`kernel_module`): on first use, so ``import fastmlp`` stays fast and
+the NumPy engine never imports Numba.
 """
 
 import importlib
 
 ENGINES = ("numba", "numpy")
 
-_MODULES = {"numpy": "fastmlp.baseline", "numba": "fastmlp.kernels.layers"}
+_MODULES = {"numpy": "fastmlp.baseline", "numba": "fastmlp.kernels.layer_ops"}
 
 
 def numba_available():
@@ -46,3 +50,8 @@ def get_engine(engine=None):
     if hasattr(engine, "linear_forward") and hasattr(engine, "name"):
         return engine
     raise TypeError(f"engine must be one of {ENGINES}, None or an engine module; got {engine!r}")
+
+
+def kernel_module(name):
+    """Return the compiled kernel module ``fastmlp.kernels.<name>`` (imported on first use)."""
+    return importlib.import_module(f"fastmlp.kernels.{name}")

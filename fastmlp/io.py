@@ -122,7 +122,7 @@ def load(path, *, engine=None):
             if W is None or W0 is None or (W.shape, W0.shape) != shapes or W.dtype != dtype:
                 raise ValueError(f"{path}: parameters of modules[{i}] are missing or do not "
                                  f"match Linear({spec['m']}, {spec['n']}) in {dtype}")
-            modules.append(Linear._from_arrays(W, W0))
+            modules.append(Linear.from_arrays(W, W0))
         else:
             modules.append(LAYERS[spec["type"]]())
     return Sequential(modules, LOSSES[meta["loss"]](), engine=engine, dtype=dtype)

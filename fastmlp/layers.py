@@ -16,6 +16,7 @@ import numpy as np
 
 from ._validation import as_rng, check_dtype, check_int
 from .engines import get_engine
+from .kernels import codes
 
 __all__ = ["Layer", "Linear", "ReLU", "Sigmoid", "SoftMax", "Tanh"]
 
@@ -63,6 +64,20 @@ class Layer:
         if name is not None:
             self._engine = get_engine(name)
 
+    def bind_engine(self, engine):
+        """Do this layer's arithmetic on ``engine`` (an engine module, see
+        :func:`fastmlp.engines.get_engine`). :class:`~fastmlp.Sequential` binds
+        every module to its own engine before each use."""
+        self._engine = engine
+
+    def parameters(self):
+        """The layer's trainable arrays, updated in place by training (none here)."""
+        return []
+
+    def gradients(self):
+        """The gradients of :meth:`parameters` from the last backward, in the same order."""
+        return []
+
     def forward(self, A):
         """Return the layer's output for a batch ``A`` of shape (features, batch)."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward(A)")
@@ -94,7 +109,7 @@ def _check_batch(arr, name, rows, dtype):
     return arr
 
 
-def _as_float(arr, name, dtype=None):
+def as_float(arr, name, dtype=None):
     """Return ``arr`` as a 2-D float array (of ``dtype`` if given)."""
     arr = np.asarray(arr)
     if arr.ndim != 2:
@@ -141,7 +156,7 @@ class Linear(Layer):
         self.W = rng.normal(0, np.sqrt(1 / self.m), (self.m, self.n)).astype(dtype, copy=False)
 
     @classmethod
-    def _from_arrays(cls, W, W0):
+    def from_arrays(cls, W, W0):
         """A Linear layer holding copies of ``W`` and ``W0``, drawing nothing at random."""
         self = cls.__new__(cls)
         self.m, self.n = W.shape
@@ -153,12 +168,21 @@ class Linear(Layer):
         """The floating-point type of the parameters."""
         return self.W.dtype
 
+    def parameters(self):
+        """``[W, W0]``: the arrays training updates in place."""
+        return [self.W, self.W0]
+
+    def gradients(self):
+        """``[dLdW, dLdW0]`` from the last backward (summed over its batch)."""
+        self.ensure_gradient_buffers()
+        return [self.dLdW, self.dLdW0]
+
     def forward(self, A):
         """Return ``W.T @ A + W0`` for ``A`` of shape (m, batch), remembering ``A``."""
-        self._check_params()
-        return self._fwd(_check_batch(A, "A", self.m, self.W.dtype))
+        self.check_parameters()
+        return self.step_forward(_check_batch(A, "A", self.m, self.W.dtype))
 
-    def _check_params(self, dtype=None):
+    def check_parameters(self, dtype=None):
         """Check ``W`` and ``W0``, which users may assign, before any kernel reads
         them: shapes (m, n) and (n, 1), real numbers. They are converted to
         ``dtype`` (a model's), or else ``W0`` to ``W``'s floating type."""
@@ -180,26 +204,30 @@ class Linear(Layer):
         A = getattr(self, "A", None)
         if A is None:
             raise RuntimeError("Linear.backward called before forward")
-        self._check_params()
+        self.check_parameters()
         dLdZ = _check_batch(dLdZ, "dLdZ", self.n, self.W.dtype)
         if dLdZ.shape[1] != A.shape[1]:
             raise ValueError(
                 f"dLdZ must have {A.shape[1]} columns, the batch of the last forward; "
                 f"got shape {dLdZ.shape}"
             )
-        self._ensure_grad_buffers()
-        return self._bwd(dLdZ)
+        self.ensure_gradient_buffers()
+        return self.step_backward(dLdZ)
 
     # The unchecked steps, for training loops that checked their data once.
 
-    def _fwd(self, A):
+    def step_forward(self, A):
+        """:meth:`forward` without checks, for loops that checked their data once."""
         self.A = A
         return self._ops.linear_forward(self.W, self.W0, A)
 
-    def _bwd(self, dLdZ, input_grad=True):
+    def step_backward(self, dLdZ, input_grad=True):
+        """:meth:`backward` without checks; ``input_grad=False`` skips the input
+        gradient (the first layer's input is data) and returns None."""
         return self._ops.linear_backward(self.W, self.A, dLdZ, self.dLdW, self.dLdW0, input_grad)
 
-    def _ensure_grad_buffers(self):
+    def ensure_gradient_buffers(self):
+        """Make ``dLdW`` and ``dLdW0`` writable arrays of the parameters' shape and dtype."""
         for name, shape in (("dLdW", self.W.shape), ("dLdW0", self.W0.shape)):
             buf = getattr(self, name, None)
             ok = (
@@ -211,20 +239,12 @@ class Linear(Layer):
             if not ok:
                 setattr(self, name, np.zeros(shape, dtype=self.W.dtype))
 
-    def _velocity(self):
-        """The optimizer's velocities for W and W0 (zeros until momentum is used)."""
-        for name, like in (("_VW", self.W), ("_VW0", self.W0)):
-            buf = getattr(self, name, None)
-            if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
-                setattr(self, name, np.zeros_like(like))
-        return self._VW, self._VW0
-
     def sgd_step(self, lrate):
         """Update in place: ``W -= lrate * dLdW`` and ``W0 -= lrate * dLdW0``."""
         if getattr(self, "dLdW", None) is None:
             raise RuntimeError("Linear.sgd_step called before backward")
-        self._check_params()
-        self._ensure_grad_buffers()  # (zeros if W was replaced since backward)
+        self.check_parameters()
+        self.ensure_gradient_buffers()  # (zeros if W was replaced since backward)
         self._ops.linear_update(self.W, self.W0, self.dLdW, self.dLdW0, lrate)
 
     def __repr__(self):
@@ -235,26 +255,29 @@ class _Activation(Layer):
     """An elementwise activation: ``A = f(Z)``, and ``dLdZ = f'(Z) * dLdA``."""
 
     _forward_fn = _backward_fn = None  # names of the engine functions
+    code = None  # the kernels' activation code (fastmlp.kernels.codes)
 
     def forward(self, Z):
         """Return the activation of ``Z`` (features, batch), remembering it as ``A``."""
-        return self._fwd(_as_float(Z, "Z"))
+        return self.step_forward(as_float(Z, "Z"))
 
     def backward(self, dLdA):
         """Return the gradient with respect to the input, given ``dLdA``."""
         A = getattr(self, "A", None)
         if A is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        dLdA = _as_float(dLdA, "dLdA", A.dtype)
+        dLdA = as_float(dLdA, "dLdA", A.dtype)
         if dLdA.shape != A.shape:
             raise ValueError(f"dLdA must have shape {A.shape}, like A; got {dLdA.shape}")
-        return self._bwd(dLdA)
+        return self.step_backward(dLdA)
 
-    def _fwd(self, Z):
+    def step_forward(self, Z):
+        """:meth:`forward` without checks, for loops that checked their data once."""
         self.A = getattr(self._ops, self._forward_fn)(Z)
         return self.A
 
-    def _bwd(self, dLdA):
+    def step_backward(self, dLdA):
+        """:meth:`backward` without checks."""
         return getattr(self._ops, self._backward_fn)(self.A, dLdA)
 
 
@@ -262,18 +285,21 @@ class ReLU(_Activation):
     """Rectified linear unit: ``A = max(Z, 0)``."""
 
     _forward_fn, _backward_fn = "relu_forward", "relu_backward"
+    code = codes.RELU
 
 
 class Tanh(_Activation):
     """Hyperbolic tangent: ``A = tanh(Z)``."""
 
     _forward_fn, _backward_fn = "tanh_forward", "tanh_backward"
+    code = codes.TANH
 
 
 class Sigmoid(_Activation):
     """Logistic function: ``A = 1 / (1 + exp(-Z))``, computed without overflow."""
 
     _forward_fn, _backward_fn = "sigmoid_forward", "sigmoid_backward"
+    code = codes.SIGMOID
 
 
 class SoftMax(_Activation):
@@ -286,6 +312,7 @@ class SoftMax(_Activation):
     """
 
     _forward_fn, _backward_fn = "softmax_forward", "softmax_backward"
+    code = codes.SOFTMAX
 
     def class_fun(self, Ypred):
         """Return the index of the largest entry of each column of ``Ypred``."""
@@ -296,3 +323,8 @@ class SoftMax(_Activation):
 #: (not subclasses, which may override methods) run on the fast paths.
 ACTIVATIONS = (ReLU, Tanh, Sigmoid, SoftMax)
 BUILTIN = (Linear, *ACTIVATIONS)
+
+#: The one table of activations by name: the command line's names and
+#: scikit-learn's ("logistic"); None is no activation.
+ACTIVATION_NAMES = {"identity": None, "relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid,
+                    "logistic": Sigmoid}

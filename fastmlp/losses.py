@@ -9,7 +9,8 @@ as in notebook 001, mean and sum coincide). The mean over a mini-batch is
 taken by the training loops, which scale the step by ``1 / batch_size``.
 """
 
-from .layers import Layer, _as_float
+from .kernels import codes
+from .layers import Layer, as_float
 
 __all__ = ["MSE", "NLL"]
 
@@ -23,10 +24,14 @@ class _Loss(Layer):
         Both are (outputs, batch) arrays of the same shape; they are kept for
         :meth:`backward`.
         """
-        Ypred = _as_float(Ypred, "Ypred")
-        Y = _as_float(Y, "Y", Ypred.dtype)
+        Ypred = as_float(Ypred, "Ypred")
+        Y = as_float(Y, "Y", Ypred.dtype)
         if Y.shape != Ypred.shape:
             raise ValueError(f"Y must have the shape of Ypred, {Ypred.shape}; got {Y.shape}")
+        return self.step_forward(Ypred, Y)
+
+    def step_forward(self, Ypred, Y):
+        """:meth:`forward` without checks, for loops that checked their data once."""
         self.Ypred, self.Y = Ypred, Y
         return getattr(self._ops, self._forward_fn)(Ypred, Y)
 
@@ -46,6 +51,7 @@ class NLL(_Loss):
     """
 
     _forward_fn, _backward_fn = "nll_forward", "nll_backward"
+    code = codes.NLL
 
 
 class MSE(_Loss):
@@ -55,6 +61,7 @@ class MSE(_Loss):
     """
 
     _forward_fn, _backward_fn = "mse_forward", "mse_backward"
+    code = codes.MSE
 
 
 def is_classification(loss):

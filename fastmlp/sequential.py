@@ -1,78 +1,35 @@
-"""The Sequential model: the notebook's training loop, on either engine."""
+"""The Sequential model: the notebook's API, on either engine.
 
-import functools
-import inspect
+A training call checks its data, asks the planner (:mod:`fastmlp.plan`) how
+to run, and hands the plan's executor (:mod:`fastmlp.steps`), an optimizer
+(:mod:`fastmlp.optimizers`) and a policy to the one training driver
+(:mod:`fastmlp.training`).
+"""
 
 import numpy as np
 
 from . import _validation as v
 from ._progress import Progress
+from .config import FORWARD_CHUNK
 from .engines import get_engine
-from .fused import FlatNetwork, check_block, make_plan
-from .layers import ACTIVATIONS, Layer, Linear
+from .io import save as save_model
+from .layers import ACTIVATIONS, Linear
 from .losses import is_classification
-from .training import fit, make_steps
+from .network import FlatNetwork
+from .optimizers import SGD, make_optimizer
+from .plan import check_block, plan_training, route
+from .steps import FusedSteps, LayerSteps, call_sgd_step
+from .stopping import Patience
+from .training import Draws, Epochs, FitPolicy, NotebookReports, report_line, train
 
 __all__ = ["Sequential"]
 
-
-#: Sample indices drawn at a time (as whole steps: at least one). The draws
-#: are made in chunks of a size fixed by the batch size whatever the
-#: reporting, so a Generator seed gives the same trajectory whether or not
-#: progress is shown; and a chunk's buffers stay small for any batch size.
-INDEX_CHUNK = 1 << 16
-
-
-def _chunk_steps(batch_size):
-    """Steps per chunk of index draws (and at most per kernel call)."""
-    return max(1, INDEX_CHUNK // batch_size)
+MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
 
 def _builtin(module, *types):
     """True if ``module`` is exactly one of the built-in ``types`` (not a subclass)."""
     return type(module) in types
-
-
-class _IndexStream:
-    """Sample indices for ``total`` SGD steps, drawn from ``rng`` in fixed chunks.
-
-    Exactly ``total * batch_size`` indices are drawn, so the global generator
-    ends where the notebook's loop leaves it; chunk boundaries depend only on
-    ``total``, never on reporting.
-    """
-
-    def __init__(self, rng, n, batch_size, total):
-        self.rng, self.n, self.batch_size, self.left = rng, n, batch_size, total
-        self.buf = np.empty((0, batch_size), dtype=np.int64)
-
-    def take(self, steps):
-        """Return the indices of the next ``steps`` steps, shape (steps, batch_size)."""
-        while len(self.buf) < steps:
-            k = min(_chunk_steps(self.batch_size), self.left)
-            new = v.draw_indices(self.rng, self.n, k * self.batch_size)
-            new = new.astype(np.int64, copy=False).reshape(k, self.batch_size)
-            self.buf = np.concatenate([self.buf, new]) if len(self.buf) else new
-            self.left -= k
-        out, self.buf = self.buf[:steps], self.buf[steps:]
-        return out
-
-
-def _report_stops(iters, every, cap=INDEX_CHUNK):
-    """Yield the ends of the blocks of steps between two reports.
-
-    The notebook reports at the steps ``it`` with ``it % every == 1``, using the
-    weights before that step's update, so a block ends just before each.
-    Blocks are also capped at ``cap`` steps to bound their buffers.
-    """
-    start = 0
-    points = range(1, iters, every) if every else ()
-    for stop in [*points, iters]:
-        while stop - start > cap:
-            start += cap
-            yield start, False
-        if stop > start:
-            yield stop, stop < iters
-        start = stop
 
 
 class Sequential:
@@ -98,16 +55,18 @@ class Sequential:
         Allow the fused compiled loops. False forces the layer-by-layer path
         (the notebook's loop, each built-in layer still on the engine's
         kernels), for instance to measure what fusion buys.
-    block : "auto", "off" or int, default "auto"
+    block : "auto", "off", "tune" or int, default "auto"
         How the fused path runs per-sample steps (``sgd``, and ``fit`` with
-        ``batch_size=1`` and no momentum or weight decay). An int k runs the
-        blocked kernel: the first layer's updates are deferred over k steps
-        and applied as matrix products (GEMMs for dense inputs; products on
-        the nonzeros for inputs at most half nonzero, such as MNIST), with
-        the same trajectory up to rounding. "off" always uses the one-pass
-        kernel. "auto" measures both
-        once per network shape, dtype and input density (in a call of at
-        least 4,096 steps) and keeps the faster; see :attr:`block_size`.
+        ``batch_size=1`` and plain SGD). An int k runs the blocked kernel:
+        the first layer's updates are deferred over k steps and applied as
+        matrix products (GEMMs for dense inputs; products on the nonzeros
+        for inputs at most half nonzero, such as MNIST), with the same
+        trajectory up to rounding. "off" always uses the one-pass kernel.
+        "auto" decides by rules on the network's shape and the input's
+        density (:mod:`fastmlp.config`): deterministic, the same bits on
+        every run. "tune" measures both kernels once per network shape,
+        dtype and input density and keeps the faster: machine-dependent, so
+        runs may differ by rounding.
 
     Notes
     -----
@@ -122,9 +81,11 @@ class Sequential:
         self.loss = loss
         self.fuse = bool(fuse)
         self.block = check_block(block)
-        self._block_size = None
-        self._ops = get_engine(engine)
+        self.engine_ops = get_engine(engine)
         self.dtype = _common_dtype(modules, dtype)
+        self.optimizer = None  # the optimizer of the last fit (its state carries over)
+        self._plan = None  # the plan of the last training call
+        self._flat = None  # flat parameter buffers of the fused path, made on first use
         for m in modules:
             if isinstance(m, Linear) and m.W.dtype != self.dtype:
                 m.W, m.W0 = m.W.astype(self.dtype), m.W0.astype(self.dtype)
@@ -133,30 +94,49 @@ class Sequential:
     @property
     def engine(self):
         """Name of the engine doing the arithmetic: "numba" or "numpy"."""
-        return self._ops.name
+        return self.engine_ops.name
 
     @property
     def path(self):
-        """How :meth:`sgd` trains this network: "fused" or "layer-by-layer".
+        """How this model trains, in words: the plan of the last training call.
 
-        "fused" (one compiled call runs many steps) when the engine is Numba,
-        the network is made of built-in layers only and ``fuse`` is True;
-        otherwise
-        "layer-by-layer", the notebook's loop of Python calls, in which
-        built-in layers still use the engine's kernels.
+        It starts with "fused" (one compiled call runs many steps: the Numba
+        engine, built-in layers only, ``fuse`` True) or "layer-by-layer" (the
+        notebook's loop of Python calls, built-in layers still on the
+        engine's kernels) and the reason. After a training call it names the
+        kernel, for instance "fused per-sample, blocked k=32 with GEMMs;
+        samples read in place"; see :mod:`fastmlp.plan`.
         """
-        return "fused" if self._plan() is not None else "layer-by-layer"
+        plan = self._plan if self._plan is not None else route(self)[1]
+        return str(plan)
+
+    @property
+    def block_size(self):
+        """Block size of the last per-sample run of the fused path (None: one-pass kernel)."""
+        plan = self._plan
+        if plan is None or plan.mode != "per-sample" or plan.kernel != "blocked":
+            return None
+        return plan.block
+
+    def parameters(self):
+        """Every trainable array, in order: each Linear layer's ``W`` then ``W0``
+        (and the ``parameters()`` of any layer of your own that has them).
+
+        The one list that snapshots, optimizer state and the flat buffers of
+        the fused kernels follow.
+        """
+        return [p for m in self.modules for p in getattr(m, "parameters", list)()]
 
     def __getstate__(self):
         # The engine is a module (pickled by name); the flat buffers are a
         # cache of the layers' parameters, rebuilt on the next fused run.
         state = self.__dict__.copy()
-        state["_ops"] = self._ops.name
-        state.pop("_flat", None)
+        state["engine_ops"] = self.engine_ops.name
+        state["_flat"] = None
         return state
 
     def __setstate__(self, state):
-        state["_ops"] = get_engine(state["_ops"])
+        state["engine_ops"] = get_engine(state["engine_ops"])
         self.__dict__.update(state)
 
     def _bind_engine(self):
@@ -164,22 +144,10 @@ class Sequential:
         been replaced, or shared with a model on another engine, since. And
         check the Linear layers' parameters, which may have been assigned."""
         for m in [*self.modules, self.loss]:
-            if isinstance(m, Layer) and m._engine is not self._ops:
-                m._engine = self._ops
+            if getattr(m, "_engine", None) is not self.engine_ops and hasattr(m, "bind_engine"):
+                m.bind_engine(self.engine_ops)
             if isinstance(m, Linear):
-                m._check_params(self.dtype)
-
-    def _reset_velocity(self):
-        """Zero the optimizer's velocities (momentum) of every Linear layer."""
-        for m in self.modules:
-            if isinstance(m, Linear) and getattr(m, "_VW", None) is not None:
-                m._VW[...] = 0
-                m._VW0[...] = 0
-
-    @property
-    def block_size(self):
-        """Block size of the last per-sample run of the fused path (None: one-pass kernel)."""
-        return self._block_size
+                m.check_parameters(self.dtype)
 
     def __repr__(self):
         mods = ", ".join(repr(m) for m in self.modules)
@@ -205,7 +173,7 @@ class Sequential:
     def sgd_step(self, lrate):
         """Update every layer's parameters with learning rate ``lrate``."""
         for m in self.modules:
-            _sgd_step(m, lrate)
+            call_sgd_step(m, lrate)
 
     def sgd(self, X, Y, iters=100, lrate=0.005, *, batch_size=1, seed=None,
             print_every=250, verbose=True):
@@ -243,36 +211,34 @@ class Sequential:
             each report, the same up to rounding).
         verbose : bool, default True
             False silences all reporting (and skips its evaluations).
+
+        Warns
+        -----
+        RuntimeWarning
+            If the loss stops being finite (training diverged).
         """
         X, Y = self._check_data(X, Y)
         iters = v.check_int(iters, "iters", 0)
-        lrate = v.check_positive_float(lrate, "lrate")
+        optimizer = SGD(lrate)
         batch_size = v.check_int(batch_size, "batch_size", 1)
         every = None if print_every is None else v.check_int(print_every, "print_every", 1)
+        if verbose not in (True, False) or isinstance(verbose, str):
+            raise TypeError(f"verbose must be True or False; got {verbose!r}")
         rng = v.as_rng(seed)
         if not verbose:
             every = None
-        steps = make_steps(self, X, Y, iters * batch_size, per_sample=batch_size == 1)
-        stream = _IndexStream(rng, X.shape[1], batch_size, iters)
-        progress = Progress(bool(verbose and every), iters, "step")
-        it, report = 0, None
+        steps = self.steps_for(X, Y, samples=iters * batch_size, batch_size=batch_size,
+                               optimizer=optimizer)
+        rounds = Draws(rng, X.shape[1], batch_size, iters, every)
+        progress = Progress(bool(every), iters, "step")
         try:
-            for stop, report_next in _report_stops(iters, every, _chunk_steps(batch_size)):
-                losses, _ = steps.run(stream.take(stop - it).ravel(), batch_size, lrate)
-                line = None
-                if report is not None:  # accuracy before this block, loss of its first step
-                    line = _report_line(it, report[0], losses[0])
-                    progress.update(stop - it, line, acc=report[0], loss=float(losses[0]))
-                else:
-                    progress.update(stop - it)
-                it = stop
-                report = (self._accuracy(X, Y),) if report_next else None
+            train(steps, rounds, optimizer, NotebookReports(self._accuracy, X, Y, progress))
         finally:
             progress.close()
 
     def fit(self, X, Y, epochs=10, batch_size=32, lrate=0.01, *, momentum=0.0, nesterov=False,
-            weight_decay=0.0, lr_schedule="constant", power_t=0.5, shuffle=True, seed=None,
-            validation_data=None, early_stopping=False, patience=5, monitor=None,
+            weight_decay=0.0, lr_schedule="constant", power_t=0.5, optimizer=None, shuffle=True,
+            seed=None, validation_data=None, early_stopping=False, patience=5, monitor=None,
             min_delta=0.0, restore_best=True, callbacks=None, verbose=1):
         """Train for ``epochs`` passes over the data in mini-batches.
 
@@ -289,7 +255,8 @@ class Sequential:
             Targets; one-hot columns for an NLL loss.
         epochs : int, default 10
         batch_size : int, default 32
-            Samples per step; the last batch of an epoch may be smaller.
+            Samples per step; the last batch of an epoch may be smaller. A
+            batch larger than the data is clamped to it.
         lrate : float, default 0.01
             Initial learning rate.
         momentum : float in [0, 1), default 0
@@ -308,6 +275,11 @@ class Sequential:
             rate of each epoch.
         power_t : float, default 0.5
             Exponent of "invscaling".
+        optimizer : "sgd" or optimizer object, optional
+            An optimizer object (such as ``fastmlp.optimizers.SGD(...)``)
+            replaces ``lrate``, ``momentum``, ``nesterov``, ``weight_decay``,
+            ``lr_schedule`` and ``power_t``; its state carries over between
+            the calls it is passed to.
         shuffle : bool, default True
             Visit the samples in a fresh random order each epoch.
         seed : None, int, RandomState or Generator
@@ -338,12 +310,64 @@ class Sequential:
             Per-epoch loss, accuracy, validation scores, learning rate and
             wall time.
         """
-        return fit(self, X, Y, epochs=epochs, batch_size=batch_size, lrate=lrate,
-                   momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                   lr_schedule=lr_schedule, power_t=power_t, shuffle=shuffle, seed=seed,
-                   validation_data=validation_data, early_stopping=early_stopping,
-                   patience=patience, monitor=monitor, min_delta=min_delta,
-                   restore_best=restore_best, callbacks=callbacks, verbose=verbose)
+        X, Y = self._check_data(X, Y)
+        epochs = v.check_int(epochs, "epochs", 0)
+        batch_size = min(v.check_int(batch_size, "batch_size", 1), X.shape[1])
+        if optimizer is None or optimizer == "sgd":
+            optimizer = SGD(lrate, momentum=momentum, nesterov=nesterov,
+                            weight_decay=weight_decay, lr_schedule=lr_schedule, power_t=power_t)
+        else:
+            optimizer = make_optimizer(optimizer)
+        rule = Patience(
+            _check_monitor(monitor, validation_data is not None, self._classifier),
+            v.check_int(patience, "patience", 1),
+            v.check_positive_float(min_delta, "min_delta", allow_zero=True),
+            v.check_bool(early_stopping, "early_stopping"),
+            v.check_bool(restore_best, "restore_best"))
+        shuffle = v.check_bool(shuffle, "shuffle")
+        verbose = _check_verbose(verbose)
+        val = self._check_validation(validation_data)
+        callbacks = _check_callbacks(callbacks)
+        rng = v.as_rng(seed)
+        steps = self.steps_for(X, Y, samples=epochs * X.shape[1], batch_size=batch_size,
+                               optimizer=optimizer)
+        self.optimizer = optimizer
+        progress = Progress(verbose, epochs, "epoch")
+        policy = FitPolicy(self, X.shape[1], self._classifier, rule, evaluate=self.evaluate,
+                           validation=val, callbacks=callbacks, progress=progress, epochs=epochs)
+        try:
+            train(steps, Epochs(rng, X.shape[1], batch_size, epochs, shuffle), optimizer, policy)
+        finally:
+            progress.close()
+        return policy.finish()
+
+    def steps_for(self, X, Y, *, samples, batch_size, optimizer):
+        """Plan a training call on checked X, Y and return its executor.
+
+        For training drivers (``sgd``, ``fit``, the scikit-learn estimators):
+        binds the layers to the engine, asks the planner, records the plan
+        (see :attr:`path`) and readies ``optimizer``'s state for
+        :meth:`parameters`. X and Y must be finite arrays of this model's
+        dtype and shapes (``_check_data`` makes them so).
+        """
+        self._bind_engine()
+        n_params = sum(p.size for p in self.parameters())
+        optimizer.prepare(n_params, self.dtype, previous=self.optimizer)
+        network, _ = route(self)
+        flat = None
+        if network is not None:
+            if self._flat is None or not self._flat.fits(network, self.dtype):
+                self._flat = FlatNetwork(network, self.dtype)
+            else:
+                self._flat.bind(network)
+            flat = self._flat
+        plan = plan_training(self, X, Y, samples=samples, batch_size=batch_size,
+                             optimizer=optimizer, flat=flat,
+                             tune_rows=lambda: _tuning_rows(X, Y))
+        self._plan = plan
+        if plan.fused:
+            return FusedSteps(plan, flat, X, Y)
+        return LayerSteps(self, X, Y)
 
     def predict(self, X):
         """Return class indices (for a last layer with ``class_fun``) or outputs.
@@ -358,10 +382,19 @@ class Sequential:
             Shape (samples,) of class indices for a classifier, else the
             network's outputs, shape (outputs, samples).
         """
+        out = self.outputs(X)
+        return self.modules[-1].class_fun(out) if self._classifier else out
+
+    def outputs(self, X):
+        """The network's outputs for every column of X, shape (outputs, samples).
+
+        Unlike :meth:`forward` (the notebook's, which keeps each layer's
+        input for ``backward``), this checks X once and computes in bounded
+        chunks, keeping nothing.
+        """
         n_in, _ = _io_sizes(self.modules)
         X = v.as_matrix(X, "X", self.dtype, n_in, "features")
-        out = self._forward_chunked(X)
-        return self.modules[-1].class_fun(out) if self._classifier else out
+        return self._forward_chunked(X)
 
     def evaluate(self, X, Y):
         """Return ``(loss, accuracy)`` on X, Y: the mean loss per sample and the
@@ -381,14 +414,12 @@ class Sequential:
         The write is atomic: an interrupted save leaves any previous file at
         ``path`` intact. Read it back with :func:`fastmlp.load`.
         """
-        from .io import save
-
-        return save(self, path)
+        return save_model(self, path)
 
     def print_accuracy(self, it, X, Y, cur_loss, every=250):
         """Print accuracy on ``X, Y`` and ``cur_loss`` when ``it % every == 1`` (notebook)."""
         if it % every == 1:
-            print(_report_line(it, self._accuracy(X, Y), cur_loss), flush=True)
+            print(report_line(it, self._accuracy(X, Y), cur_loss), flush=True)
 
     # -- checks -----------------------------------------------------------
 
@@ -406,6 +437,17 @@ class Sequential:
             v.check_one_hot(Y, "Y")
         return X, Y
 
+    def _check_validation(self, validation_data):
+        if validation_data is None:
+            return None
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError(f"validation_data must be a pair (X_val, Y_val); "
+                            f"got {validation_data!r}")
+        try:
+            return self._check_data(*validation_data)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"validation_data: {exc}") from None
+
     # -- internals --------------------------------------------------------
 
     @property
@@ -413,30 +455,12 @@ class Sequential:
         """True if the last module turns outputs into classes (has ``class_fun``)."""
         return callable(getattr(self.modules[-1], "class_fun", None))
 
-    def _forward_chunked(self, X, chunk=8192):
+    def _forward_chunked(self, X, chunk=FORWARD_CHUNK):
         """The output for every column of X, computed a chunk of columns at a time."""
         if X.shape[1] <= chunk:
             return self.forward(X)
         parts = [self.forward(X[:, i:i + chunk]) for i in range(0, X.shape[1], chunk)]
         return np.concatenate(parts, axis=1)
-
-    def _plan(self):
-        """The network as the compiled loops see it, or None if they cannot run it."""
-        if self.engine != "numba" or not self.fuse:
-            return None
-        return make_plan(self.modules, self.loss)
-
-    def _flat_network(self, plan):
-        """The flat parameter buffers of ``plan``, bound to its layers."""
-        flat = getattr(self, "_flat", None)
-        if flat is None or flat.plan.linears != plan.linears or flat.P.dtype != self.dtype:
-            flat = self._flat = FlatNetwork(plan, self.dtype)
-        else:
-            # Same Linear layers, same buffers; the activations or the loss may
-            # have been replaced since, so the description is always the fresh one.
-            flat.plan = plan
-            flat.bind()
-        return flat
 
     def _accuracy(self, X, Y):
         """Fraction of columns of X classified as in Y, or None without a class_fun."""
@@ -446,38 +470,43 @@ class Sequential:
         return np.mean(cf(self._forward_chunked(X)) == cf(Y))
 
 
-def _sgd_step(module, lrate):
-    """Call ``module.sgd_step``, with the rate if it takes one (notebook's base takes none)."""
-    fn = getattr(module, "sgd_step", None)
-    if fn is None:
-        return
-    if _takes_rate(fn):
-        fn(lrate)
-    else:
-        fn()
+def _tuning_rows(X, Y):
+    """Samples-as-rows data for ``block="tune"`` to measure on: all of it when it
+    is laid out so already, else a random few thousand samples."""
+    if X.T.flags.c_contiguous and Y.T.flags.c_contiguous:
+        return X.T, Y.T
+    pick = np.random.RandomState(0).randint(X.shape[1], size=min(X.shape[1], 4096))
+    return np.ascontiguousarray(X.T[pick]), np.ascontiguousarray(Y.T[pick])
 
 
-def _takes_rate(fn):
-    return _signature_takes_rate(getattr(fn, "__func__", fn), hasattr(fn, "__self__"))
+def _check_verbose(verbose):
+    if isinstance(verbose, (bool, np.bool_)):
+        verbose = int(verbose)
+    if verbose not in (0, 1, 2) or not isinstance(verbose, (int, np.integer)):
+        raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
+    return verbose
 
 
-@functools.lru_cache(maxsize=256)
-def _signature_takes_rate(func, bound):
-    """True if ``func`` accepts a positional argument besides ``self``."""
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    variadic = any(p.kind == p.VAR_POSITIONAL for p in params)
-    return variadic or len(positional) > (1 if bound else 0)
+def _check_monitor(monitor, has_val, classification):
+    if monitor is None:
+        return "val_loss" if has_val else "loss"
+    if monitor not in MONITORS:
+        raise ValueError(f"monitor must be one of {MONITORS}; got {monitor!r}")
+    if monitor.startswith("val_") and not has_val:
+        raise ValueError(f"monitor={monitor!r} needs validation_data")
+    if monitor.endswith("accuracy") and not classification:
+        raise ValueError(f"monitor={monitor!r} needs a classifier (a last layer with class_fun)")
+    return monitor
 
 
-def _report_line(it, acc, loss):
-    """The notebook's report line (the loss only, for a network without class_fun)."""
-    if acc is None:
-        return f"Iteration = {it} \tLoss = {loss}"
-    return f"Iteration = {it} \tAcc = {acc} \tLoss = {loss}"
+def _check_callbacks(callbacks):
+    if callbacks is None:
+        return []
+    callbacks = list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables cb(model, history); got {cb!r}")
+    return callbacks
 
 
 def _check_modules(modules, loss):

@@ -25,14 +25,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .layers import Linear, ReLU, Sigmoid, SoftMax, Tanh
+from .layers import ACTIVATION_NAMES, Linear, SoftMax
 from .losses import MSE, NLL
+from .optimizers import SGD
 from .sequential import Sequential
-from .training import fit
+from .stopping import ScikitLearnRule
+from .training import Epochs, train
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-ACTIVATIONS = {"identity": None, "logistic": Sigmoid, "tanh": Tanh, "relu": ReLU}
+#: scikit-learn's activation names.
+ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 SCHEDULES = ("constant", "invscaling", "adaptive")
 
 
@@ -110,14 +113,14 @@ class _BaseMLP(BaseEstimator):
         rng = check_random_state(self.random_state)  # anew each call, as scikit-learn
         if first:
             self.model_ = self._build(X.shape[1], Y.shape[1], rng)
-            self.t_, self.loss_curve_, self._no_improvement_count = 0, [], 0
-            self.best_loss_ = None if self.early_stopping else np.inf
-            self.validation_scores_, self.best_validation_score_ = [], -np.inf
+            self.t_, self.loss_curve_ = 0, []
+            self._rule = ScikitLearnRule(self.tol, self.n_iter_no_change, self.early_stopping)
+            self.validation_scores_ = []
         if first or not incremental:  # scikit-learn: a new optimizer for each fit()
-            self.model_._reset_velocity()
-            self._lr, self._optimizer_epochs = self.learning_rate_init, 0
-        if not self.early_stopping and self.best_loss_ is None:
-            self.best_loss_ = np.inf
+            self._optimizer = SGD(self.learning_rate_init, momentum=self.momentum,
+                                  nesterov=self.nesterovs_momentum, alpha=self.alpha,
+                                  grad_scale=1.0 if self._classifier else 0.5,
+                                  lr_schedule=self.learning_rate, power_t=self.power_t)
         early = self.early_stopping and not incremental
         X_val = Y_val = None
         if early:
@@ -127,7 +130,6 @@ class _BaseMLP(BaseEstimator):
             if len(X_val) < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
-            self._best = None
         if self.batch_size == "auto":
             batch = min(200, len(X))
         else:
@@ -136,77 +138,37 @@ class _BaseMLP(BaseEstimator):
                               "going to be clipped", stacklevel=3)
             batch = int(np.clip(self.batch_size, 1, len(X)))
         self.n_iter_ = 0
-        self._run_epochs(X, Y, X_val, Y_val, batch, 1 if incremental else self.max_iter,
-                         early, rng)
-        if early and self._best is not None:
-            for m, (W, W0) in zip(self._linears(), self._best, strict=True):
-                m.W[...], m.W0[...] = W, W0
+        epochs = 1 if incremental else self.max_iter
+        policy = _EpochRule(self, len(X), batch, X_val, Y_val, early)
+        Xc, Yc = X.T, Y.T  # the model's layout: features x samples
+        steps = self.model_.steps_for(Xc, Yc, samples=epochs * len(X), batch_size=batch,
+                                      optimizer=self._optimizer)
+        self.t_ = train(steps, Epochs(rng, len(X), batch, epochs, self.shuffle), self._optimizer,
+                        policy, time_step=self.t_)
+        if early:
+            self._rule.finish(self.model_, self.n_iter_ - 1)
         finite = np.isfinite(self.loss_curve_[-1]) and all(
-            np.isfinite(p).all() for p in (*self.coefs_, *self.intercepts_))
+            np.isfinite(p).all() for p in self.model_.parameters())
         if not finite:
             raise ValueError("Solver produced non-finite parameter weights or loss. The input "
                              "data may contain large values and need to be preprocessed.")
-        if not incremental and self.n_iter_ == self.max_iter and not self._converged:
+        if not incremental and self.n_iter_ == self.max_iter and not policy.converged:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                           "and the optimization hasn't converged yet.", ConvergenceWarning,
                           stacklevel=3)
         return self
 
-    def _run_epochs(self, X, Y, X_val, Y_val, batch, epochs, early, rng):
-        """Train with Sequential.fit; scikit-learn's stopping rules run as a callback."""
-        n = len(X)
-        # scikit-learn's gradient of the weights is mean(dL) + alpha / batch * W; the
-        # regressor's delta is (yhat - y) where fastmlp's MSE gives 2 (yhat - y).
-        half = 0.5 if not self._classifier else 1.0
-        decay = self.alpha / batch / half
-        self._converged = False
+    @property
+    def best_loss_(self):
+        """Lowest training loss so far (None with early stopping)."""
+        check_is_fitted(self, "model_")
+        return None if self.early_stopping else self._rule.best_loss
 
-        def schedule(epoch, lrate):
-            # scikit-learn's SGD starts each optimizer at learning_rate_init and
-            # rescales after every epoch from the samples seen so far (t_).
-            if self.learning_rate == "invscaling" and self._optimizer_epochs > 0:
-                return half * self.learning_rate_init / (self.t_ + 1) ** self.power_t
-            return half * self._lr
-
-        def after_epoch(model, history):
-            self.n_iter_ += 1
-            self._optimizer_epochs += 1
-            self.t_ += n
-            loss = history.loss[-1] * self._loss_scale + self._penalty(n, batch)
-            self.loss_curve_.append(loss)
-            if self.verbose:
-                print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
-            if not np.isfinite(loss):
-                return True
-            if early:
-                score = self._score_on(X_val, Y_val)
-                self.validation_scores_.append(score)
-                improved = score >= self.best_validation_score_ + self.tol
-                if score > self.best_validation_score_:
-                    self.best_validation_score_ = score
-                    self._best = [(m.W.copy(), m.W0.copy()) for m in self._linears()]
-            else:
-                improved = loss <= self.best_loss_ - self.tol
-                self.best_loss_ = min(self.best_loss_, loss)
-            self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-            if self._no_improvement_count > self.n_iter_no_change:
-                if self.learning_rate == "adaptive" and self._lr > 1e-6:
-                    self._lr /= 5
-                    self._no_improvement_count = 0
-                    return False
-                self._converged = True
-                return True
-            return False
-
-        with warnings.catch_warnings():
-            # divergence is reported below as scikit-learn does, by a ValueError
-            warnings.simplefilter("ignore", RuntimeWarning)
-            fit(self.model_, X.T, Y.T, epochs=epochs, batch_size=batch, lrate=half * self._lr,
-                momentum=self.momentum, nesterov=self.nesterovs_momentum, weight_decay=decay,
-                lr_schedule=schedule, power_t=self.power_t, shuffle=self.shuffle, seed=rng,
-                validation_data=None, early_stopping=False, patience=1, monitor="loss",
-                min_delta=0.0, restore_best=False, callbacks=after_epoch, verbose=0,
-                checked=True)
+    @property
+    def best_validation_score_(self):
+        """Best validation score so far (with early stopping)."""
+        check_is_fitted(self, "model_")
+        return self._rule.best_validation_score
 
     def _penalty(self, n, batch):
         """scikit-learn's L2 term of an epoch's loss: each batch adds
@@ -230,14 +192,14 @@ class _BaseMLP(BaseEstimator):
     def _build(self, n_in, n_out, rng):
         """The network, initialized as scikit-learn does (Glorot uniform)."""
         sizes = [n_in, *self._hidden(), n_out]
-        Act = ACTIVATIONS[self.activation]
+        Act = ACTIVATION_NAMES[self.activation]
         factor = 2.0 if self.activation == "logistic" else 6.0
         modules = []
         for i, (m, n) in enumerate(itertools.pairwise(sizes)):
             bound = np.sqrt(factor / (m + n))
             W = rng.uniform(-bound, bound, (m, n)).astype(self.dtype)
             W0 = rng.uniform(-bound, bound, (n, 1)).astype(self.dtype)
-            modules.append(Linear._from_arrays(W, W0))
+            modules.append(Linear.from_arrays(W, W0))
             if i < len(sizes) - 2 and Act is not None:
                 modules.append(Act())
         if self._classifier:
@@ -251,7 +213,7 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X):
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return self.model_._forward_chunked(X.astype(self.dtype, copy=False).T).T
+        return self.model_.outputs(X.T).T
 
     def _hidden(self):
         sizes = self.hidden_layer_sizes
@@ -300,6 +262,42 @@ class _BaseMLP(BaseEstimator):
             dtype = None
         if dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64; got {self.dtype!r}")
+
+
+class _EpochRule:
+    """scikit-learn's bookkeeping after each epoch, as a policy of the training
+    driver: the loss curve (log-loss or half squared error, plus the L2
+    penalty), ``n_iter_``, the verbose line, the validation score with early
+    stopping, and scikit-learn's stopping rule (:class:`ScikitLearnRule`)."""
+
+    wants_hits = False
+
+    def __init__(self, est, n, batch, X_val, Y_val, early):
+        self.est, self.n, self.batch = est, n, batch
+        self.X_val, self.Y_val, self.early = X_val, Y_val, early
+        self.converged = False
+
+    def after_round(self, r, losses, hits, seconds, optimizer):
+        est = self.est
+        est.n_iter_ += 1
+        loss = float(losses.sum()) / self.n * est._loss_scale + est._penalty(self.n, self.batch)
+        est.loss_curve_.append(loss)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {loss:.8f}")
+        if not np.isfinite(loss):
+            return True
+        if self.early:
+            value = est._score_on(self.X_val, self.Y_val)
+            est.validation_scores_.append(value)
+        else:
+            value = loss
+        if est._rule.update(value, r.epoch, est.model_):
+            if optimizer.reduce_on_plateau():
+                est._rule.reset()
+                return False
+            self.converged = True
+            return True
+        return False
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -378,7 +376,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return Y
 
     def _score_on(self, X, Y):
-        proba = self.model_._forward_chunked(X.T).T
+        proba = self.model_.outputs(X.T).T
         return accuracy_score(np.argmax(Y, axis=1), np.argmax(proba, axis=1))
 
 
@@ -424,4 +422,4 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return 0.5 / self.n_outputs_
 
     def _score_on(self, X, Y):
-        return r2_score(Y, self.model_._forward_chunked(X.T).T)
+        return r2_score(Y, self.model_.outputs(X.T).T)

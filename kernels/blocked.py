@@ -27,7 +27,8 @@ multiply-adds for the Gram and correction terms.
 import numpy as np
 
 from ._jit import REASSOC, jit
-from .fused import activate, step_state, upper_step, write_gradients
+from .activations import activate
+from .step import step_state, upper_step, write_gradients
 
 
 @jit(fastmath=REASSOC)
@@ -55,75 +56,11 @@ def subtract_scaled(W, U, lr):
             W[i, j] -= lr * U[i, j]
 
 
-@jit
-def block_setup(P, sizes, woff, boff, block, steps):
-    """What both blocked kernels need besides :func:`step_state`: the first
-    layer's W (an inputs x outputs view of P) and W0, and the block size."""
-    m0, n0 = sizes[0], sizes[1]
-    W = P[woff[0]:woff[0] + m0 * n0].reshape((m0, n0))
-    return W, P[boff[0]:boff[0] + n0], min(block, steps)
-
-
 #: Inputs whose squared norms exceed this could overflow a Gram term, which
 #: the one-pass kernel never forms (|x_i . x_j| <= |x_i| |x_j|, Cauchy-Schwarz):
 #: a block holding one is taken one step at a time (k = 1: no Gram terms), so
 #: the trajectory stays finite wherever the notebook's does.
 GRAM_SAFE = 0.25
-
-
-@jit
-def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block):
-    """Run one SGD step per entry of ``idx``, as :func:`sgd_per_sample`, but
-    with the first layer's updates deferred over blocks of ``block`` steps.
-
-    Same arguments as :func:`fastmlp.kernels.fused.sgd_per_sample`, plus
-    ``block`` (k >= 1). Buffers are made once per call: no step allocates.
-    """
-    steps = idx.shape[0]
-    if steps == 0:
-        return
-    lr, eps, woff, boff, aoff, A, D, da = step_state(P, sizes, lrate)
-    m0, n0 = sizes[0], sizes[1]
-    W, b, k = block_setup(P, sizes, woff, boff, block, steps)
-    Xbuf = np.empty(k * m0, dtype=P.dtype)
-    Pbuf = np.empty(k * n0, dtype=P.dtype)
-    Gbuf = np.empty(k * k, dtype=P.dtype)
-    Dbuf = np.empty(k * n0, dtype=P.dtype)
-    U = np.empty((m0, n0), dtype=P.dtype)
-    z = A[0:n0]
-    safe = GRAM_SAFE * np.finfo(P.dtype).max
-    start = 0
-    while start < steps:
-        kb = min(k, steps - start)
-        Xb = Xbuf[:kb * m0].reshape((kb, m0))
-        Gm = Gbuf[:kb * kb].reshape((kb, kb))
-        for j in range(kb):
-            Xb[j] = X[idx[start + j]]
-        np.dot(Xb, Xb.T, Gm)
-        top = Gm[0, 0]
-        for j in range(1, kb):
-            top = max(top, Gm[j, j])
-        if kb > 1 and not top <= safe:
-            kb = 1
-            Xb = Xbuf[:m0].reshape((1, m0))
-        Pm = Pbuf[:kb * n0].reshape((kb, n0))
-        Dm = Dbuf[:kb * n0].reshape((kb, n0))
-        np.dot(Xb, W, Pm)
-        for j in range(kb):
-            corrected_preactivation(Pm[j], b, Gm[j], Dm, j, lr, z)
-            activate(acts[0], z)
-            t = start + j
-            losses[t], hits[t] = upper_step(P, sizes, acts, loss, woff, boff, aoff, A, D, da,
-                                            Y[idx[t]], lr, eps)
-            delta = D[0:n0]
-            Dm[j] = delta
-            for q in range(n0):
-                b[q] -= lr * delta[q]
-        np.dot(Xb.T, Dm, U)
-        subtract_scaled(W, U, lr)
-        start += kb
-    write_gradients(G, sizes, woff, boff, X[idx[steps - 1]], A, D, aoff)
-
 
 
 # -- sparse inputs ---------------------------------------------------------------
@@ -289,38 +226,108 @@ def sparse_update(W, count, crow, cval, Dm, lr):
 
 
 @jit
-def sgd_blocked_sparse(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block):
-    """:func:`sgd_blocked` on the block's nonzero inputs instead of GEMMs: for
-    sparse inputs (MNIST), where dense products would mostly multiply zeros.
+def block_workspace(P, m0, n0, k, sparse):
+    """The buffers of one block, made once per call: dense blocks hold the
+    block's inputs, products and Gram matrix; sparse blocks their compressed
+    rows, also regrouped by input. The other kind's buffers are empty."""
+    kd, ks = (0, k) if sparse else (k, 0)
+    dense = (np.empty(kd * m0, dtype=P.dtype), np.empty(kd * n0, dtype=P.dtype),
+             np.empty(kd * kd, dtype=P.dtype), np.empty((m0 if kd else 0, n0), dtype=P.dtype))
+    sparse_ws = (np.empty(ks * m0, dtype=np.int64), np.empty(ks * m0, dtype=P.dtype),
+                 np.empty(ks + 1, dtype=np.int64), np.empty(m0 + 1 if ks else 0, dtype=np.int64),
+                 np.empty(ks * m0, dtype=np.int64), np.empty(ks * m0, dtype=P.dtype))
+    return dense, sparse_ws
 
-    Same arguments and result as :func:`sgd_blocked`.
+
+@jit(inline="always")
+def block_begin(sparse, X, idx, start, kb, W, dense, sparse_ws, safe):
+    """Prepare a block of ``kb`` steps from ``start``: compressed rows (sparse),
+    or the block's inputs, Gram matrix and products ``Xb @ W`` (dense). Return
+    the steps the block really takes: 1 where a Gram term could overflow."""
+    m0 = X.shape[1]
+    if sparse:
+        cols, vals, ptr = sparse_ws[0], sparse_ws[1], sparse_ws[2]
+        if compress_rows(X, idx, start, kb, cols, vals, ptr) > safe and kb > 1:
+            kb = 1  # (the first row's entries stand as they are)
+        return kb
+    Xbuf, Pbuf, Gbuf = dense[0], dense[1], dense[2]
+    Xb = Xbuf[:kb * m0].reshape((kb, m0))
+    Gm = Gbuf[:kb * kb].reshape((kb, kb))
+    for j in range(kb):
+        Xb[j] = X[idx[start + j]]
+    np.dot(Xb, Xb.T, Gm)
+    top = Gm[0, 0]
+    for j in range(1, kb):
+        top = max(top, Gm[j, j])
+    if kb > 1 and not top <= safe:
+        kb = 1
+    n0 = W.shape[1]
+    np.dot(Xbuf[:kb * m0].reshape((kb, m0)), W, Pbuf[:kb * n0].reshape((kb, n0)))
+    return kb
+
+
+@jit(inline="always")
+def block_preactivation(sparse, X, idx, start, kb, j, W, b, Dm, lr, dense, sparse_ws, z):
+    """The first layer's pre-activation of the block's step j, into ``z``."""
+    n0 = W.shape[1]
+    if sparse:
+        cols, vals, ptr = sparse_ws[0], sparse_ws[1], sparse_ws[2]
+        sparse_product(W, cols, vals, ptr[j], ptr[j + 1], z)
+        gram_corrections(X, idx, start, j, Dm, lr, z)
+        for q in range(n0):
+            z[q] += b[q]
+    else:
+        Pm = dense[1][:kb * n0].reshape((kb, n0))
+        Gm = dense[2][:kb * kb].reshape((kb, kb))
+        corrected_preactivation(Pm[j], b, Gm[j], Dm, j, lr, z)
+
+
+@jit(inline="always")
+def block_end(sparse, kb, W, Dm, lr, dense, sparse_ws):
+    """Apply the block's deferred first-layer updates: ``W -= lr * Xb^T @ Dm``."""
+    m0 = W.shape[0]
+    if sparse:
+        cols, vals, ptr, count, crow, cval = sparse_ws
+        by_column(cols, vals, ptr, kb, m0, count, crow, cval)
+        sparse_update(W, count, crow, cval, Dm, lr)
+    else:
+        Xb = dense[0][:kb * m0].reshape((kb, m0))
+        U = dense[3]
+        np.dot(Xb.T, Dm[:kb], U)
+        subtract_scaled(W, U, lr)
+
+
+@jit
+def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block, sparse):
+    """Run one SGD step per entry of ``idx``, as
+    :func:`fastmlp.kernels.per_sample.sgd_per_sample`, but with the first
+    layer's updates deferred over blocks of ``block`` steps.
+
+    Same arguments as ``sgd_per_sample``, plus ``block`` (k >= 1) and
+    ``sparse``: True works on the block's nonzero inputs (for inputs at most
+    about half nonzero, such as MNIST), False with GEMMs. Buffers are made
+    once per call: no step allocates.
     """
     steps = idx.shape[0]
     if steps == 0:
         return
     lr, eps, woff, boff, aoff, A, D, da = step_state(P, sizes, lrate)
     m0, n0 = sizes[0], sizes[1]
-    W, b, k = block_setup(P, sizes, woff, boff, block, steps)
-    cols = np.empty(k * m0, dtype=np.int64)
-    vals = np.empty(k * m0, dtype=P.dtype)
-    ptr = np.empty(k + 1, dtype=np.int64)
-    Dm = np.empty((k, n0), dtype=P.dtype)
-    count = np.empty(m0 + 1, dtype=np.int64)
-    crow = np.empty(k * m0, dtype=np.int64)
-    cval = np.empty(k * m0, dtype=P.dtype)
+    W = P[woff[0]:woff[0] + m0 * n0].reshape((m0, n0))
+    b = P[boff[0]:boff[0] + n0]
+    k = min(block, steps)
+    dense, sparse_ws = block_workspace(P, m0, n0, k, sparse)
+    Dbuf = np.empty((k, n0), dtype=P.dtype)
     z = A[0:n0]
     safe = GRAM_SAFE * np.finfo(P.dtype).max
     start = 0
     while start < steps:
-        kb = min(k, steps - start)
-        if compress_rows(X, idx, start, kb, cols, vals, ptr) > safe and kb > 1:
-            kb = 1  # (the first row's entries stand as they are)
+        kb = block_begin(sparse, X, idx, start, min(k, steps - start), W, dense, sparse_ws,
+                         safe)
+        Dm = Dbuf[:kb]
         for j in range(kb):
             t = start + j
-            sparse_product(W, cols, vals, ptr[j], ptr[j + 1], z)
-            gram_corrections(X, idx, start, j, Dm, lr, z)
-            for q in range(n0):
-                z[q] += b[q]
+            block_preactivation(sparse, X, idx, start, kb, j, W, b, Dm, lr, dense, sparse_ws, z)
             activate(acts[0], z)
             losses[t], hits[t] = upper_step(P, sizes, acts, loss, woff, boff, aoff, A, D, da,
                                             Y[idx[t]], lr, eps)
@@ -328,7 +335,6 @@ def sgd_blocked_sparse(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, 
             Dm[j] = delta
             for q in range(n0):
                 b[q] -= lr * delta[q]
-        by_column(cols, vals, ptr, kb, m0, count, crow, cval)
-        sparse_update(W, count, crow, cval, Dm, lr)
+        block_end(sparse, kb, W, Dm, lr, dense, sparse_ws)
         start += kb
     write_gradients(G, sizes, woff, boff, X[idx[steps - 1]], A, D, aoff)

@@ -1,7 +1,8 @@
 """Fused mini-batch SGD: a whole pass of batches in one compiled call.
 
-Same network description as :mod:`fastmlp.kernels.fused` (``sizes``,
-``acts``, flat ``P``), plus ``V``, the velocities, laid out like ``P``.
+Same network description as :mod:`fastmlp.kernels.step` (``sizes``,
+``acts``, flat ``P``), plus the optimizer's code, hyper-parameters and state
+buffer ``S`` (see :mod:`fastmlp.kernels.update`).
 Batches are consecutive runs of ``batch`` entries of ``order`` (the last
 may be shorter), so one call can run an epoch over a permutation or a run of
 ``sgd`` steps over random draws.
@@ -16,29 +17,17 @@ The first layer's two products, ``Z = xb @ W`` and ``gW = xb.T @ dz``, only
 need the batch's nonzero inputs (about 19% of MNIST's pixels). Where that
 saves enough work (:func:`sparse_limit`), they are done from lists of those
 nonzeros (:func:`pair_lists`, :func:`pair_products`): the same sums as BLAS,
-up to rounding. Other batches, and dense data, keep the GEMMs.
+up to rounding. Other batches, and dense data, keep the GEMMs. The caller
+(the planner, :mod:`fastmlp.plan`) sets the largest fill that takes the
+sparse path; 0 keeps every batch on BLAS.
 """
 
 import numpy as np
 
 from ._jit import REASSOC, jit
-from .fused import activate, activation_backward, argmax, head, offsets
-from .layers import momentum_step
-
-
-@jit
-def sparse_limit(n):
-    """The largest ``fill`` (see :func:`gather`) for which a first layer with
-    ``n`` outputs skips zero inputs.
-
-    Measured (one core, batches of 32 and 128, float32; float64 gains more):
-    the list products cost about as much as BLAS at fill 0.28 for 128
-    outputs, 0.4 for 256 and 0.5 for 512, and more than BLAS at any fill for
-    64 or fewer, where their fixed cost per listed entry dominates. MNIST's
-    fill is 0.26 (its nonzero pixels cluster); scattered inputs have about
-    twice their density.
-    """
-    return 0.55 * (1.0 - 64.0 / n)
+from .activations import activate, activation_backward
+from .step import argmax, head, offsets
+from .update import update
 
 
 @jit
@@ -141,25 +130,24 @@ def activate_rows(code, Z):
 
 
 @jit
-def train_minibatch(P, G, V, sizes, acts, loss, X, Y, order, batch, lrate, momentum, nesterov,
-                    weight_decay, losses, hits, max_fill=None):
+def train_minibatch(P, G, S, sizes, acts, loss, X, Y, order, batch, opt, hyper, losses, hits,
+                    max_fill):
     """Run SGD over the batches ``order[s*batch:(s+1)*batch]`` of rows of X and Y.
 
-    Each step follows the mean gradient of its batch: ``g = dLdW / b +
-    weight_decay * W`` (no decay on biases), then plain, momentum or Nesterov
-    SGD (see ``fastmlp.baseline.sgd_update``). ``G`` receives the last step's
+    Each step follows the mean gradient of its batch, updated by optimizer
+    ``opt`` with hyper-parameters ``hyper`` and state ``S`` (see
+    :func:`fastmlp.kernels.update.update`). ``G`` receives the last step's
     gradients summed over its batch (the layers' dLdW, dLdW0); ``losses[s]``
     the step's loss summed over its batch; ``hits[s]`` how many of its samples
     have their largest output where Y has its largest entry. The first
     layer skips zero inputs in batches of fill (see :func:`gather`) at most
-    ``max_fill``, by default :func:`sparse_limit` of its width.
+    ``max_fill`` (0: never).
     """
     n_total = order.shape[0]
     if n_total == 0:
         return
     L = sizes.shape[0] - 1
     t = P.dtype.type
-    lr, mu, wd = t(lrate), t(momentum), t(weight_decay)
     eps = np.finfo(P.dtype).eps
     woff, boff, aoff = offsets(sizes)
     d, c = sizes[0], sizes[L]
@@ -168,8 +156,6 @@ def train_minibatch(P, G, V, sizes, acts, loss, X, Y, order, batch, lrate, momen
     A = np.empty(batch * aoff[L], dtype=P.dtype)  # layer l's output at batch * aoff[l]
     D = np.empty(batch * aoff[L], dtype=P.dtype)  # and its gradient before activation
     dA = np.empty(batch * sizes.max(), dtype=P.dtype)
-    if max_fill is None:
-        max_fill = sparse_limit(sizes[1])
     # Workspace of the sparse first layer (see pair_lists). A batch takes it
     # only if its two lists hold at most max_fill * b * d entries, and
     # neither can hold more than b * d.
@@ -213,7 +199,6 @@ def train_minibatch(P, G, V, sizes, acts, loss, X, Y, order, batch, lrate, momen
         losses[s] = total
         hits[s] = hit
         # Backward, each layer's update after its input gradient is taken.
-        scale = t(1) / t(b)
         for ell in range(L - 1, -1, -1):
             m, n = sizes[ell], sizes[ell + 1]
             W = P[woff[ell]:woff[ell] + m * n].reshape((m, n))
@@ -240,7 +225,5 @@ def train_minibatch(P, G, V, sizes, acts, loss, X, Y, order, batch, lrate, momen
                 prev = D[batch * aoff[ell - 1]:batch * aoff[ell - 1] + b * m].reshape((b, m))
                 for r in range(b):
                     activation_backward(acts[ell - 1], a_in[r], da[r], prev[r])
-            w_sl = slice(woff[ell], woff[ell] + m * n)
-            b_sl = slice(boff[ell], boff[ell] + n)
-            momentum_step(P[w_sl], G[w_sl], V[w_sl], lr, scale, mu, nesterov, wd)
-            momentum_step(P[b_sl], G[b_sl], V[b_sl], lr, scale, mu, nesterov, t(0))
+            update(opt, P, G, S, woff[ell], woff[ell] + m * n, hyper, b, True)
+            update(opt, P, G, S, boff[ell], boff[ell] + n, hyper, b, False)

@@ -45,6 +45,32 @@ def params_of(model):
     return [p.copy() for m in model.modules if hasattr(m, "W") for p in (m.W, m.W0)]
 
 
+def state(model):
+    """Copies of every Linear layer's W, W0, dLdW and dLdW0: parameters, then gradients."""
+    from fastmlp import Linear
+
+    grads = [g for m in model.modules if isinstance(m, Linear) for g in (m.dLdW, m.dLdW0)]
+    return params_of(model) + [g.copy() for g in grads]
+
+
+def assert_same_state(a, b, **tol):
+    """``state(b)`` equals ``state(a)`` within ``tol`` (assert_allclose's rtol, atol)."""
+    for p, q in zip(state(a), state(b), strict=True):
+        np.testing.assert_allclose(q, p, **tol)
+
+
+def twins(build, dtype=np.float64, seed=0, engines=("numpy", "numba"), **options):
+    """The same network (same initial weights, drawn after ``np.random.seed(seed)``)
+    on each engine; ``build()`` returns (modules, loss), ``options`` go to Sequential."""
+    from fastmlp import Sequential
+
+    models = []
+    for engine in engines:
+        np.random.seed(seed)
+        models.append(Sequential(*build(), engine=engine, dtype=dtype, **options))
+    return models
+
+
 def bind(engine, *layers):
     """Put standalone layers on ``engine`` (as Sequential does); return the first."""
     from fastmlp.engines import get_engine

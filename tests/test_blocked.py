@@ -3,23 +3,17 @@ one-pass kernel, for every block size."""
 
 import numpy as np
 import pytest
-from conftest import blobs, params_of
+from conftest import blobs, state, twins
 
-from fastmlp import MSE, NLL, Linear, ReLU, Sequential, Sigmoid, SoftMax, Tanh, fused
+from fastmlp import MSE, NLL, Linear, ReLU, Sequential, Sigmoid, SoftMax, Tanh, tuning
 from fastmlp.engines import numba_available
+from fastmlp.plan import density
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not importable")
 
 
-def state(model):
-    return params_of(model) + [g.copy() for m in model.modules if isinstance(m, Linear)
-                               for g in (m.dLdW, m.dLdW0)]
-
-
 def twin(build, engine, block, dtype=np.float64):
-    np.random.seed(0)
-    mods, loss = build()
-    return Sequential(mods, loss, engine=engine, block=block, dtype=dtype)
+    return twins(build, dtype, engines=(engine,), block=block)[0]
 
 
 NETWORKS = {
@@ -40,11 +34,11 @@ def with_zeros(X, fraction, seed=1):
 
 
 def kernel_for(X):
-    return fused.blocked_kernel(np.ascontiguousarray(X.T)).__name__
+    return "on nonzeros" if density(X) <= 0.5 else "with GEMMs"
 
 
 #: Fractions of zero inputs that select each blocked kernel: GEMMs, and on the nonzeros.
-ZEROS = {"sgd_blocked": 0.3, "sgd_blocked_sparse": 0.8}
+ZEROS = {"with GEMMs": 0.3, "on nonzeros": 0.8}
 
 
 @pytest.mark.parametrize("kernel", sorted(ZEROS))
@@ -60,6 +54,7 @@ def test_blocked_equals_numpy_engine(name, block, kernel):
     a.sgd(X, Y, iters=700, lrate=0.02, seed=3, verbose=False)
     b.sgd(X, Y, iters=700, lrate=0.02, seed=3, verbose=False)
     assert b.block_size == block
+    assert b.path.startswith(f"fused per-sample, blocked k={block} {kernel}")
     for p, q in zip(state(a), state(b), strict=True):
         np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
 
@@ -132,35 +127,51 @@ def test_fit_batch1_uses_the_blocked_path():
         np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
 
 
-def test_auto_choice_is_measured_once_and_cached(monkeypatch):
+def test_tune_is_measured_once_and_remembered(monkeypatch):
     calls = []
-    monkeypatch.setattr(fused, "_TUNED", {})
-    real = fused._measure
+    monkeypatch.setattr(tuning, "_TUNED", {})
+    real = tuning.measure_blocks
 
     def counting(*args):
         calls.append(1)
-        return real(*args)
+        return {0: 1.0, 16: 0.5, 32: 2.0, 64: 2.0, 128: 2.0}  # blocked k=16 "fastest"
 
-    monkeypatch.setattr(fused, "_measure", counting)
-    monkeypatch.setattr(fused, "TUNE_MIN_STEPS", 100)
+    monkeypatch.setattr(tuning, "measure_blocks", counting)
+    monkeypatch.setattr(tuning, "TUNE_MIN_STEPS", 100)
 
     def build():
         return [Linear(200, 100), ReLU(), Linear(100, 3), SoftMax()], NLL()
 
     X, Y = blobs(200, 3, 300)
     for _ in range(2):
-        nn = twin(build, "numba", "auto")
+        nn = twin(build, "numba", "tune")
         nn.sgd(X, Y, iters=300, verbose=False)
-        assert nn.block_size in (None, *fused.BLOCK_CANDIDATES, *fused.SPARSE_BLOCK_CANDIDATES)
+        assert nn.block_size == 16 and nn.path.startswith("fused per-sample, blocked k=16 with "
+                                                          "GEMMs (tuned)")
     assert len(calls) == 1
-    small = twin(lambda: ([Linear(2, 3), Linear(3, 2)], MSE()), "numba", "auto")
-    small.sgd(X[:2], Y[:2], iters=300, verbose=False)
-    assert small.block_size is None and len(calls) == 1  # too small to try
+    short = twin(build, "numba", "tune")
+    monkeypatch.setattr(tuning, "_TUNED", {})
+    short.sgd(X, Y, iters=50, verbose=False)  # too short to measure: the rules decide
+    assert len(calls) == 1 and short.block_size == 32
+    assert real is not counting
+
+
+def test_measure_blocks_times_every_candidate():
+    def build():
+        return [Linear(40, 30), ReLU(), Linear(30, 3), SoftMax()], NLL()
+
+    X, Y = blobs(40, 3, 100)
+    nn = twin(build, "numba", "off")
+    nn.sgd(X, Y, iters=2, verbose=False)
+    times = tuning.measure_blocks(nn._flat, np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T),
+                                  False, candidates=(0, 4))
+    assert sorted(times) == [0, 4] and all(t > 0 for t in times.values())
 
 
 @pytest.mark.parametrize("block", [0, -3, "fast", 2.5, True, 5000])
 def test_bad_block(block):
-    with pytest.raises(ValueError, match=r"block must be 'auto', 'off' or an integer from 1 to 40"):
+    with pytest.raises(ValueError, match=r"block must be one of \('auto', 'off', 'tune'\) or an "
+                                         r"integer from 1 to 4096; got"):
         Sequential([Linear(2, 2)], MSE(), block=block)
 
 

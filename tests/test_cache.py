@@ -18,7 +18,7 @@ nn = Sequential([Linear(2, 3), ReLU(), Linear(3, 2), SoftMax()], NLL())
 X = np.random.rand(2, 50)
 Y = np.eye(2)[np.random.randint(2, size=50)].T
 nn.sgd(X, Y, iters=100, verbose=False)
-print(nn.path, "trained", np.isfinite(nn.modules[0].W).all())
+print(nn.path.split()[0], "trained", np.isfinite(nn.modules[0].W).all())
 """
 
 

@@ -18,9 +18,9 @@ SHAPES = [(1, 1, 1), (1, 5, 1), (5, 1, 3), (7, 4, 1), (3, 6, 8), (16, 9, 33)]  #
 
 @pytest.fixture(scope="module")
 def nbe():
-    from fastmlp.kernels import layers
+    from fastmlp.kernels import layer_ops
 
-    return layers
+    return layer_ops
 
 
 def arr(rng, shape, dtype, layout):

@@ -126,7 +126,7 @@ def test_adaptive_learning_rate(digits):
     Xtr, _, ytr, _ = digits
     clf = MLPClassifier(learning_rate="adaptive", tol=10.0, n_iter_no_change=1, max_iter=40,
                         random_state=0).fit(Xtr[:200], ytr[:200])
-    assert clf._lr < clf.learning_rate_init
+    assert clf._optimizer.learning_rate < clf.learning_rate_init
 
 
 def test_warm_start_continues(digits):

@@ -1,23 +1,28 @@
 """The Numba engine: compiled twins of every function in :mod:`fastmlp.baseline`.
 
+Activations and their derivatives are :mod:`fastmlp.kernels.activations`'s,
+applied column by column; the optimizer's step is the fused kernels' own
+(:mod:`fastmlp.kernels.update`).
+
 Same names, signatures and layouts as the NumPy engine, so layers can run on
 either; float32 and float64 alike, and any memory layout (a column slice of
 the data is a strided view). Constants are made in the array's own dtype
 (``x.dtype.type(1)``), so float32 arithmetic is never promoted to float64.
 
-Batches of at least ``BLAS_MIN_BATCH`` columns go to BLAS through ``np.dot``;
+Batches of at least ``fastmlp.config.BLAS_MIN_COLUMNS`` columns go to BLAS through ``np.dot``;
 smaller ones (the per-sample steps of the layer-by-layer path) use loops,
 which beat a BLAS call at that size.
 """
 
 import numpy as np
 
+from ..config import BLAS_MIN_COLUMNS
 from ._jit import REASSOC, jit
+from .activations import activate, activation_backward
+from .codes import RELU, SIGMOID, SOFTMAX, TANH
+from .update import update
 
 name = "numba"
-
-#: Batches with at least this many columns use BLAS matrix products.
-BLAS_MIN_BATCH = 8
 
 
 @jit(fastmath=REASSOC)
@@ -25,7 +30,7 @@ def linear_forward(W, W0, A):
     """Return ``W.T @ A + W0`` for a batch ``A`` of shape (m, b)."""
     m, n = W.shape
     b = A.shape[1]
-    if b >= BLAS_MIN_BATCH:
+    if b >= BLAS_MIN_COLUMNS:
         Z = np.dot(W.T, np.ascontiguousarray(A))
         for j in range(n):
             for c in range(b):
@@ -49,7 +54,7 @@ def linear_backward(W, A, dLdZ, dLdW, dLdW0, input_grad=True):
     """Fill ``dLdW`` and ``dLdW0`` (sums over the batch); return ``W @ dLdZ`` or None."""
     m, n = W.shape
     b = A.shape[1]
-    if b >= BLAS_MIN_BATCH:
+    if b >= BLAS_MIN_COLUMNS:
         dLdZc = np.ascontiguousarray(dLdZ)
         dLdW[:, :] = np.dot(np.ascontiguousarray(A), dLdZc.T)
     else:
@@ -66,7 +71,7 @@ def linear_backward(W, A, dLdZ, dLdW, dLdW0, input_grad=True):
         dLdW0[j, 0] = s
     if not input_grad:
         return None
-    if b >= BLAS_MIN_BATCH:
+    if b >= BLAS_MIN_COLUMNS:
         return np.dot(W, np.ascontiguousarray(dLdZ))
     dA = np.empty((m, b), dtype=W.dtype)
     for c in range(b):
@@ -91,146 +96,81 @@ def linear_update(W, W0, dLdW, dLdW0, lrate):
 
 
 @jit
-def momentum_step(P, grad, V, lr, scale, mu, nesterov, decay):
-    """``g = scale * grad + decay * P``, then plain, momentum or Nesterov SGD on P.
+def sgd_update(W, W0, dLdW, dLdW0, S, S0, opt, hyper, batch):
+    """One optimizer step in place from gradients summed over ``batch`` samples.
 
-    All arguments are 1-D arrays or scalars in P's dtype (see ``sgd_update``).
-    Each case is its own loop, without branches, so that it vectorizes.
+    ``S`` and ``S0`` are the optimizer's state for W and W0 (a row per state
+    vector, each laid out like the flattened parameter); the rule is
+    :func:`fastmlp.kernels.update.update`'s, the fused kernels' own.
     """
-    n = P.shape[0]
-    if mu == 0:
-        if decay == 0:
-            for i in range(n):
-                P[i] -= lr * (grad[i] * scale)
-        else:
-            for i in range(n):
-                P[i] -= lr * (grad[i] * scale + decay * P[i])
-    elif nesterov:
-        for i in range(n):
-            g = grad[i] * scale + decay * P[i]
-            v = mu * V[i] - lr * g
-            V[i] = v
-            P[i] += mu * v - lr * g
-    else:
-        for i in range(n):
-            v = mu * V[i] - lr * (grad[i] * scale + decay * P[i])
-            V[i] = v
-            P[i] += v
+    update(opt, W.reshape(-1), dLdW.reshape(-1), S, 0, W.size, hyper, batch, True)
+    update(opt, W0.reshape(-1), dLdW0.reshape(-1), S0, 0, W0.size, hyper, batch, False)
 
 
 @jit
-def sgd_update(W, W0, dLdW, dLdW0, VW, VW0, lrate, scale, momentum, nesterov, weight_decay):
-    """One optimizer step in place (the rule of ``fastmlp.baseline.sgd_update``)."""
-    t = W.dtype.type
-    lr, sc, mu, wd = t(lrate), t(scale), t(momentum), t(weight_decay)
-    momentum_step(W.reshape(-1), dLdW.reshape(-1), VW.reshape(-1), lr, sc, mu, nesterov, wd)
-    momentum_step(W0.reshape(-1), dLdW0.reshape(-1), VW0.reshape(-1), lr, sc, mu, nesterov,
-                  t(0))
+def _apply_columns(code, Z):
+    """Activation ``code`` of every column of ``Z``, as a new array."""
+    out = Z.copy()
+    for c in range(Z.shape[1]):
+        activate(code, out[:, c])
+    return out
+
+
+@jit
+def _backward_columns(code, A, dLdA):
+    """The gradient before activation ``code`` of every column, from its output A."""
+    out = np.empty(dLdA.shape, dtype=dLdA.dtype)
+    for c in range(A.shape[1]):
+        activation_backward(code, A[:, c], dLdA[:, c], out[:, c])
+    return out
 
 
 @jit
 def relu_forward(Z):
     """Return ``max(Z, 0)`` elementwise (NaN stays NaN)."""
-    out = np.empty(Z.shape, dtype=Z.dtype)
-    for i in range(Z.shape[0]):
-        for c in range(Z.shape[1]):
-            z = Z[i, c]
-            out[i, c] = 0 if z < 0 else z
-    return out
+    return _apply_columns(RELU, Z)
 
 
 @jit
 def relu_backward(A, dLdA):
     """Return ``dLdA * (A != 0)``."""
-    out = np.empty(dLdA.shape, dtype=dLdA.dtype)
-    for i in range(A.shape[0]):
-        for c in range(A.shape[1]):
-            d = dLdA[i, c]
-            out[i, c] = d if A[i, c] != 0 else d * 0
-    return out
+    return _backward_columns(RELU, A, dLdA)
 
 
 @jit
 def tanh_forward(Z):
     """Return ``tanh(Z)``."""
-    return np.tanh(Z)
+    return _apply_columns(TANH, Z)
 
 
 @jit
 def tanh_backward(A, dLdA):
     """Return ``(1 - A**2) * dLdA``."""
-    one = A.dtype.type(1)
-    out = np.empty(dLdA.shape, dtype=dLdA.dtype)
-    for i in range(A.shape[0]):
-        for c in range(A.shape[1]):
-            a = A[i, c]
-            out[i, c] = (one - a * a) * dLdA[i, c]
-    return out
-
-
-@jit
-def sigmoid(z, one):
-    """The logistic function of a scalar, without overflow (``one`` sets the dtype)."""
-    if z >= 0:
-        return one / (one + np.exp(-z))
-    e = np.exp(z)
-    return e / (one + e)
+    return _backward_columns(TANH, A, dLdA)
 
 
 @jit
 def sigmoid_forward(Z):
-    """Return the logistic function of ``Z``."""
-    one = Z.dtype.type(1)
-    out = np.empty(Z.shape, dtype=Z.dtype)
-    for i in range(Z.shape[0]):
-        for c in range(Z.shape[1]):
-            out[i, c] = sigmoid(Z[i, c], one)
-    return out
+    """Return the logistic function of ``Z``, without overflow."""
+    return _apply_columns(SIGMOID, Z)
 
 
 @jit
 def sigmoid_backward(A, dLdA):
     """Return ``A * (1 - A) * dLdA``."""
-    one = A.dtype.type(1)
-    out = np.empty(dLdA.shape, dtype=dLdA.dtype)
-    for i in range(A.shape[0]):
-        for c in range(A.shape[1]):
-            a = A[i, c]
-            out[i, c] = a * (one - a) * dLdA[i, c]
-    return out
+    return _backward_columns(SIGMOID, A, dLdA)
 
 
 @jit
 def softmax_forward(Z):
     """Return the softmax of each column of ``Z``, shifted by its maximum."""
-    n, b = Z.shape
-    out = np.empty(Z.shape, dtype=Z.dtype)
-    for c in range(b):
-        mx = Z[0, c]
-        for i in range(1, n):
-            mx = max(mx, Z[i, c])
-        s = Z.dtype.type(0)
-        for i in range(n):
-            e = np.exp(Z[i, c] - mx)
-            out[i, c] = e
-            s += e
-        for i in range(n):
-            out[i, c] /= s
-    return out
+    return _apply_columns(SOFTMAX, Z)
 
 
 @jit
 def softmax_backward(A, dLdA):
     """Return ``A * (dLdA - sum(A * dLdA))`` per column: the softmax Jacobian applied."""
-    n, b = A.shape
-    out = np.empty(dLdA.shape, dtype=dLdA.dtype)
-    for c in range(b):
-        s = A.dtype.type(0)
-        for i in range(n):
-            s += A[i, c] * dLdA[i, c]
-        for i in range(n):
-            out[i, c] = A[i, c] * (dLdA[i, c] - s)
-    return out
+    return _backward_columns(SOFTMAX, A, dLdA)
 
 
 @jit

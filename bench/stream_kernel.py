@@ -1,11 +1,13 @@
 """The memory floor of a fused step: one read-modify-write pass over the parameters.
 
+Benchmark code only (not part of the installed package).
+
 ``bench/`` times :func:`stream_pass` over a buffer the size of a model's
 parameters; a per-sample step that streams every weight matrix once cannot
 be faster than this (unless it skips rows).
 """
 
-from ._jit import jit
+from fastmlp.kernels._jit import jit
 
 
 @jit

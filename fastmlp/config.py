@@ -1,0 +1,73 @@
+"""Every tuning constant of fastmlp, in one place, with the measurement behind it.
+
+The planner (:mod:`fastmlp.plan`) turns these into choices by rules on the
+network's shape, the dtype and the input's density, never by timing (except
+for the explicit opt-in ``block="tune"``), so the same seed and data give the
+same bits on every run. Figures were measured on the project's 2-core AMD
+EPYC (Zen 4) machine, one BLAS thread; see the README's Performance section.
+"""
+
+# -- sample draws -------------------------------------------------------------
+
+#: Sample indices drawn at a time by ``sgd`` (as whole steps: at least one).
+#: Chunks have a size fixed by the batch size whatever the reporting, so a
+#: Generator seed gives the same trajectory whether or not progress is shown,
+#: and a chunk's buffers stay small for any batch size.
+INDEX_CHUNK = 1 << 16
+
+# -- data layout --------------------------------------------------------------
+
+#: The fused kernels read samples as rows. A call visiting at least this
+#: fraction of the samples of an X not already laid out so transposes it once;
+#: shorter calls gather just the samples they draw.
+TRANSPOSE_MIN_FRACTION = 0.25
+
+# -- per-sample kernels (fastmlp.kernels.per_sample, .blocked) -----------------
+
+#: Inputs with at most this fraction of nonzeros count as sparse.
+SPARSE_DENSITY = 0.5
+#: Rows sampled (evenly spaced) to estimate the input's density.
+DENSITY_SAMPLE = 256
+#: Below this many weights in the first layer the blocked kernel cannot pay
+#: (its GEMMs and Gram terms cost more than they save): one-pass.
+BLOCK_MIN_WEIGHTS = 16_384
+#: Block size the rules pick for dense inputs. Measured on 784-100-10 with
+#: uniform random pixels: k = 32 fastest in both dtypes, 1.5-1.8x the
+#: one-pass kernel. On sparse inputs (MNIST) the blocked kernel on the
+#: nonzeros gains only 1.05-1.1x, within noise, so the rules keep one-pass.
+DENSE_BLOCK = 32
+#: Largest block size accepted (the k x k Gram buffer grows with its square).
+BLOCK_MAX = 4096
+
+# -- block="tune" (opt-in, machine-dependent) -----------------------------------
+
+#: Block sizes tried: with GEMMs (dense inputs), and on the nonzeros (sparse
+#: inputs), whose Gram terms cost more per step as blocks grow.
+BLOCK_CANDIDATES = (16, 32, 64, 128)
+SPARSE_BLOCK_CANDIDATES = (8, 16, 32)
+#: Calls shorter than this use a remembered choice, or the rules' choice.
+TUNE_MIN_STEPS = 4_096
+#: The blocked kernel must beat the one-pass kernel by this factor to be kept.
+BLOCK_MARGIN = 0.9
+
+# -- mini-batch kernel (fastmlp.kernels.minibatch) ------------------------------
+
+#: The sparse first layer pays when the batch's fill (its share of the dense
+#: multiply-adds) is at most SPARSE_FILL_SLOPE * (1 - SPARSE_FILL_WIDTH / n) for
+#: a first layer of n outputs. Measured (one core, batches of 32 and 128,
+#: float32; float64 gains more): the list products cost about as much as BLAS
+#: at fill 0.28 for 128 outputs, 0.4 for 256 and 0.5 for 512, and more than
+#: BLAS at any fill for 64 or fewer. MNIST's fill is 0.26.
+SPARSE_FILL_SLOPE = 0.55
+SPARSE_FILL_WIDTH = 64.0
+
+# -- Numba engine (fastmlp.kernels.layer_ops) -----------------------------------
+
+#: Batches with at least this many columns use BLAS products; smaller ones
+#: (the layer-by-layer path's per-sample steps) loops, faster at that size.
+BLAS_MIN_COLUMNS = 8
+
+# -- inference ------------------------------------------------------------------
+
+#: Columns per chunk of a forward pass over many samples (bounds its buffers).
+FORWARD_CHUNK = 8192

@@ -1,0 +1,114 @@
+"""Stopping-policy objects: when training has stalled, and which weights to keep.
+
+A policy watches one value per epoch and says when it has stopped
+improving (a *plateau*); the training driver then lets the optimizer
+lower its rate ("adaptive"), or stops where the policy says a plateau ends
+training. :class:`Patience` is ``Sequential.fit``'s rule (Keras's);
+:class:`ScikitLearnRule` is scikit-learn's ``tol`` / ``n_iter_no_change``
+rule, which its estimators plug in.
+"""
+
+import numpy as np
+
+__all__ = ["Patience", "ScikitLearnRule", "restore", "snapshot"]
+
+
+def snapshot(model):
+    """Copies of ``model.parameters()``."""
+    return [p.copy() for p in model.parameters()]
+
+
+def restore(model, saved):
+    """Write a :func:`snapshot` back into ``model.parameters()``, in place."""
+    for p, s in zip(model.parameters(), saved, strict=True):
+        p[...] = s
+
+
+class Patience:
+    """Plateau after ``patience`` epochs without an improvement of more than
+    ``min_delta`` in the monitored value (lower is better for a loss, higher
+    for an accuracy).
+
+    Parameters
+    ----------
+    monitor : str
+        Name of the watched value ("loss", "val_accuracy", ...).
+    patience : int
+    min_delta : float
+    early_stopping : bool
+        A plateau the optimizer cannot answer ends training.
+    restore_best : bool
+        With ``early_stopping``, end on the weights of the best epoch.
+    """
+
+    def __init__(self, monitor, patience, min_delta, early_stopping, restore_best):
+        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+        self.stop_on_plateau = early_stopping
+        self.keep_best = early_stopping and restore_best
+        self.sign = -1.0 if monitor.endswith("loss") else 1.0
+        self.best = self.best_epoch = self.saved = None
+        self.wait = 0
+
+    def update(self, value, epoch, model):
+        """Record the epoch's value; return True on a plateau."""
+        if value is not None and np.isfinite(value) and (
+                self.best is None or self.sign * (value - self.best) > self.min_delta):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.keep_best:
+                self.saved = snapshot(model)
+        else:
+            self.wait += 1
+        return self.wait >= self.patience
+
+    def reset(self):
+        """Start counting anew (after the optimizer lowered its rate)."""
+        self.wait = 0
+
+    def finish(self, model, last_epoch):
+        """Restore the best epoch's weights if they are kept and not the last."""
+        if self.saved is not None and self.best_epoch != last_epoch:
+            restore(model, self.saved)
+
+
+class ScikitLearnRule:
+    """scikit-learn's rule: without early stopping, the training loss must fall
+    by at least ``tol`` below the best so far; with it, the validation score
+    must rise by at least ``tol`` above the best. A plateau is more than
+    ``n_iter_no_change`` epochs in a row without that, and it ends training
+    unless the optimizer lowers its rate ("adaptive"). With early stopping the
+    weights of the best validation score are restored at the end.
+
+    The state (``best_loss_``, ``best_validation_score_``, the count and the
+    best weights) is kept across calls, as the estimators keep theirs.
+    """
+
+    stop_on_plateau = True
+
+    def __init__(self, tol, n_iter_no_change, early_stopping):
+        self.tol, self.n_iter_no_change = tol, n_iter_no_change
+        self.early_stopping = early_stopping
+        self.best_loss = np.inf
+        self.best_validation_score = -np.inf
+        self.count = 0
+        self.saved = None
+
+    def update(self, value, epoch, model):
+        """Record the epoch's loss (or validation score, with early stopping);
+        return True on a plateau."""
+        if self.early_stopping:
+            improved = value >= self.best_validation_score + self.tol
+            if value > self.best_validation_score:
+                self.best_validation_score = value
+                self.saved = snapshot(model)
+        else:
+            improved = value <= self.best_loss - self.tol
+            self.best_loss = min(self.best_loss, value)
+        self.count = 0 if improved else self.count + 1
+        return self.count > self.n_iter_no_change
+
+    def reset(self):
+        self.count = 0
+
+    def finish(self, model, last_epoch):
+        if self.early_stopping and self.saved is not None:
+            restore(model, self.saved)
