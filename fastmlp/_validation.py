@@ -75,6 +75,16 @@ def as_matrix(value, name, dtype, rows=None, what="features"):
     return arr
 
 
+def as_float_matrix(value, name, dtype, rows=None, what="features"):
+    """Return ``value`` as a finite 2-D float array with ``rows`` rows, converted
+    only if it is not float32 or float64 (then to ``dtype``): float data are
+    read as they are, in any layout, with no copy."""
+    arr = np.asarray(value)
+    if arr.dtype in FLOAT_DTYPES:
+        return as_matrix(arr, name, arr.dtype, rows, what)
+    return as_matrix(arr, name, dtype, rows, what)
+
+
 def check_finite(arr, name):
     """Raise ValueError if ``arr`` holds NaN or infinity."""
     # A sum in the array's own dtype is one pass with no temporary; only if it

@@ -9,6 +9,12 @@ saved value, and can leave the process on one thread for good. Here the first
 thread to enter sets the limit and the last to leave restores it, under a
 lock. While any training call holds it, BLAS runs on one thread in the whole
 process.
+
+Measured with the OpenBLAS builds NumPy 2.4 and SciPy 1.17 ship (0.3.30,
+0.3.31): a limit set from a thread other than the process's main thread is
+reported by ``threadpool_info`` but does not change how products run (they
+keep the configured threads, and round as they do). So the pin takes effect
+for calls from the main thread; from other threads it is harmless but idle.
 """
 
 import contextlib

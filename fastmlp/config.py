@@ -67,7 +67,24 @@ SPARSE_FILL_WIDTH = 64.0
 #: (the layer-by-layer path's per-sample steps) loops, faster at that size.
 BLAS_MIN_COLUMNS = 8
 
-# -- inference ------------------------------------------------------------------
+# -- inference (fastmlp.inference) -----------------------------------------------
 
-#: Columns per chunk of a forward pass over many samples (bounds its buffers).
+#: Columns per chunk of the layer-by-layer forward over many samples (networks
+#: the kernels cannot run), which bounds its buffers.
 FORWARD_CHUNK = 8192
+#: Target bytes of each inference worker's buffers; chunks of CHUNK_MIN to
+#: CHUNK_MAX samples are sized to fit (the memory bound of fastmlp.inference).
+WORKSPACE_BYTES = 16 << 20
+CHUNK_MIN, CHUNK_MAX = 16, 2048
+#: Columns (as pairs of adjacent samples) sampled to decide the first layer's path.
+DENSITY_SAMPLES = 256
+#: Below this many multiply-adds a call runs in the caller's thread (handing
+#: chunks to workers costs more).
+PARALLEL_MIN_WORK = 2_000_000
+#: A layer of n outputs runs over the nonzeros when the pair-list fill is at
+#: most 0.27 + 0.13 (n - 100) / 412, clipped to [FILL_MIN, FILL_MAX]; never
+#: below FILL_MIN_WIDTH outputs. Measured against one-thread OpenBLAS on
+#: MNIST-like chunks: about break-even at fill 0.27 for 100 outputs and 0.4
+#: for 512.
+INFERENCE_FILL_MIN, INFERENCE_FILL_MAX = 0.20, 0.40
+INFERENCE_FILL_MIN_WIDTH = 32

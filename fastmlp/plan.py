@@ -28,10 +28,12 @@ from .config import (
     SPARSE_FILL_WIDTH,
     TRANSPOSE_MIN_FRACTION,
 )
+from .inference import pair_fill
+from .inference import sparse_limit as forward_sparse_limit
 from .network import describe
 from .tuning import tuned_block
 
-__all__ = ["BLOCK_SETTINGS", "Plan", "check_block", "plan_training", "route"]
+__all__ = ["BLOCK_SETTINGS", "Plan", "check_block", "plan_inference", "plan_training", "route"]
 
 #: The non-integer values of ``Sequential(block=...)``.
 BLOCK_SETTINGS = ("auto", "off", "tune")
@@ -46,8 +48,9 @@ class Plan:
     route : {"fused", "layer-by-layer"}
     reason : str or None
         Why the layer-by-layer path, in words.
-    mode : {"per-sample", "mini-batch"} or None
-        None before any training call.
+    mode : {"per-sample", "mini-batch", "forward"} or None
+        What the call does: train one sample or one mini-batch a step, or a
+        forward pass over many samples (inference); None before any call.
     kernel : {"one-pass", "blocked"} or None
         The per-sample kernel.
     block : int
@@ -87,6 +90,9 @@ class Plan:
             return f"layer-by-layer ({self.reason})"
         if self.mode is None:
             return "fused"
+        if self.mode == "forward":
+            first = "first layer on nonzeros" if self.sparse else "dense first layer"
+            return f"fused forward, {first}; later layers after a ReLU on nonzeros where sparse"
         if self.mode == "per-sample" and self.kernel == "one-pass":
             what = "fused per-sample, one-pass"
         elif self.mode == "per-sample":
@@ -179,6 +185,18 @@ def plan_training(model, X, Y, *, samples, batch_size, optimizer, flat=None, tun
                     blas_threads=1 if kernel == "blocked" and not sparse else None, tuned=tuned)
     max_fill = sparse_limit(int(network.sizes[1])) if sparse else 0.0
     return Plan("fused", mode="mini-batch", sparse=max_fill > 0, max_fill=max_fill, layout=how)
+
+
+def plan_inference(model, X):
+    """The plan of a forward pass over the columns of X (features x samples):
+    the inference kernels (:mod:`fastmlp.inference`), their first layer on the
+    nonzero inputs where the pair fill of sampled columns is low enough, or
+    the layer-by-layer forward for networks the kernels cannot run."""
+    network, plan = route(model)
+    if network is None:
+        return Plan("layer-by-layer", reason=plan.reason, mode="forward")
+    limit = forward_sparse_limit(int(network.sizes[1]), model.dtype.itemsize)
+    return Plan("fused", mode="forward", sparse=limit > 0 and pair_fill(X) <= limit)
 
 
 def _per_sample_kernel(setting, network, sparse, dens, samples, flat, tune_rows):

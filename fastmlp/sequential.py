@@ -12,12 +12,14 @@ from . import _validation as v
 from ._progress import Progress
 from .config import FORWARD_CHUNK
 from .engines import get_engine
+from .inference import forward as forward_many
+from .inference import score as score_many
 from .io import save as save_model
 from .layers import ACTIVATIONS, Linear
 from .losses import is_classification
 from .network import FlatNetwork
 from .optimizers import SGD, make_optimizer
-from .plan import check_block, plan_training, route
+from .plan import check_block, plan_inference, plan_training, route
 from .steps import FusedSteps, LayerSteps, call_sgd_step
 from .stopping import Patience
 from .training import Draws, Epochs, FitPolicy, NotebookReports, report_line, train
@@ -353,14 +355,7 @@ class Sequential:
         self._bind_engine()
         n_params = sum(p.size for p in self.parameters())
         optimizer.prepare(n_params, self.dtype, previous=self.optimizer)
-        network, _ = route(self)
-        flat = None
-        if network is not None:
-            if self._flat is None or not self._flat.fits(network, self.dtype):
-                self._flat = FlatNetwork(network, self.dtype)
-            else:
-                self._flat.bind(network)
-            flat = self._flat
+        flat = self._flat_network()
         plan = plan_training(self, X, Y, samples=samples, batch_size=batch_size,
                              optimizer=optimizer, flat=flat,
                              tune_rows=lambda: _tuning_rows(X, Y))
@@ -368,6 +363,18 @@ class Sequential:
         if plan.fused:
             return FusedSteps(plan, flat, X, Y)
         return LayerSteps(self, X, Y)
+
+    def _flat_network(self):
+        """The flat buffers of a network the kernels can run, bound to its layers
+        (made on first use, or anew when the Linear layers changed), else None."""
+        network, _ = route(self)
+        if network is None:
+            return None
+        if self._flat is None or not self._flat.fits(network, self.dtype):
+            self._flat = FlatNetwork(network, self.dtype)
+        else:
+            self._flat.bind(network)
+        return self._flat
 
     def predict(self, X):
         """Return class indices (for a last layer with ``class_fun``) or outputs.
@@ -389,24 +396,49 @@ class Sequential:
         """The network's outputs for every column of X, shape (outputs, samples).
 
         Unlike :meth:`forward` (the notebook's, which keeps each layer's
-        input for ``backward``), this checks X once and computes in bounded
-        chunks, keeping nothing.
+        input for ``backward``), this checks X once and keeps nothing. On
+        the fused path it runs the inference kernels (:mod:`fastmlp.inference`):
+        X is read in place in any layout and float dtype (never copied whole),
+        in chunks on every core, with buffers bounded as documented there.
         """
         n_in, _ = _io_sizes(self.modules)
-        X = v.as_matrix(X, "X", self.dtype, n_in, "features")
-        return self._forward_chunked(X)
+        X = v.as_float_matrix(X, "X", self.dtype, n_in, "features")
+        flat, plan = self._inference(X)
+        if flat is None:
+            return self._forward_chunked(X)
+        net = flat.network
+        return forward_many(flat.P, net.sizes, net.acts, X, sparse=plan.sparse)
 
     def evaluate(self, X, Y):
         """Return ``(loss, accuracy)`` on X, Y: the mean loss per sample and the
         fraction classified right (None for a network without ``class_fun``).
         """
-        X, Y = self._check_data(X, Y)
-        out = self._forward_chunked(X)
-        loss = self.loss.forward(out, Y) / X.shape[1]
+        n_in, _ = _io_sizes(self.modules)
+        X = v.as_float_matrix(X, "X", self.dtype, n_in, "features")
+        Y = self._check_targets(Y, X.shape[1])
+        total, hits = self._score(X, Y)
         if not self._classifier:
-            return loss, None
-        cf = self.modules[-1].class_fun
-        return loss, float(np.mean(cf(out) == cf(Y)))
+            return total / X.shape[1], None
+        return total / X.shape[1], hits / X.shape[1]
+
+    def _inference(self, X):
+        """(flat buffers or None, plan) of a forward pass over X."""
+        self._bind_engine()
+        plan = plan_inference(self, X)
+        return (self._flat_network() if plan.fused else None), plan
+
+    def _score(self, X, Y):
+        """(total loss, hits) over the columns of checked X and Y."""
+        flat, plan = self._inference(X)
+        if flat is None:
+            out = self._forward_chunked(X)
+            total = self.loss.forward(out, Y)
+            if not self._classifier:
+                return total, None
+            cf = self.modules[-1].class_fun
+            return total, int(np.count_nonzero(cf(out) == cf(Y)))
+        net = flat.network
+        return score_many(flat.P, net.sizes, net.acts, net.loss, X, Y, sparse=plan.sparse)
 
     def save(self, path):
         """Write the model to a single ``.npz`` file (no pickle); return its path.
@@ -425,17 +457,23 @@ class Sequential:
 
     def _check_data(self, X, Y):
         """Return X and Y as finite float arrays of this model's dtype, shapes checked."""
-        n_in, n_out = _io_sizes(self.modules)
+        n_in, _ = _io_sizes(self.modules)
         X = v.as_matrix(X, "X", self.dtype, n_in, "features")
+        return X, self._check_targets(Y, X.shape[1])
+
+    def _check_targets(self, Y, n):
+        """Return Y as a finite array of this model's dtype for ``n`` samples
+        (one-hot for a classification loss)."""
+        _, n_out = _io_sizes(self.modules)
         Y = v.as_matrix(Y, "Y", self.dtype, n_out, "outputs")
-        if X.shape[1] != Y.shape[1]:
+        if Y.shape[1] != n:
             raise ValueError(
                 f"X and Y must have the same number of samples (columns); "
-                f"got X with {X.shape[1]} and Y with {Y.shape[1]}"
+                f"got X with {n} and Y with {Y.shape[1]}"
             )
         if is_classification(self.loss):
             v.check_one_hot(Y, "Y")
-        return X, Y
+        return Y
 
     def _check_validation(self, validation_data):
         if validation_data is None:
@@ -456,18 +494,18 @@ class Sequential:
         return callable(getattr(self.modules[-1], "class_fun", None))
 
     def _forward_chunked(self, X, chunk=FORWARD_CHUNK):
-        """The output for every column of X, computed a chunk of columns at a time."""
-        if X.shape[1] <= chunk:
-            return self.forward(X)
-        parts = [self.forward(X[:, i:i + chunk]) for i in range(0, X.shape[1], chunk)]
-        return np.concatenate(parts, axis=1)
+        """The layer-by-layer output for every column of X, a chunk of columns
+        at a time, each converted to this model's dtype (the path for networks
+        the inference kernels cannot run)."""
+        parts = [self.forward(X[:, i:i + chunk].astype(self.dtype, copy=False))
+                 for i in range(0, X.shape[1], chunk)]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
     def _accuracy(self, X, Y):
         """Fraction of columns of X classified as in Y, or None without a class_fun."""
         if not self._classifier:
             return None
-        cf = self.modules[-1].class_fun
-        return np.mean(cf(self._forward_chunked(X)) == cf(Y))
+        return self._score(X, Y)[1] / X.shape[1]
 
 
 def _tuning_rows(X, Y):

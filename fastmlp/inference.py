@@ -1,0 +1,446 @@
+"""Fast inference: the forward pass over many samples, in bounded chunks, on all cores.
+
+Function-level API on the flat network description of the training kernels
+(see :mod:`fastmlp.network`): ``P`` (per Linear layer its W, inputs x outputs,
+row-major, then its biases), ``sizes`` (int64 widths, input first) and
+``acts`` (int64 activation code after each Linear layer: IDENTITY=0,
+RELU=1, TANH=2, SIGMOID=3, SOFTMAX=4, the last only).
+
+* :func:`forward` -- every output, (outputs, samples), as ``Sequential.forward``;
+* :func:`predict_classes` -- the index of the largest output of each sample;
+* :func:`score` -- the summed loss and the number of correct argmaxes,
+  without materialising the outputs.
+
+``X`` is (features, samples), float32 or float64, in any layout: the
+transpose of a row-major array (each sample contiguous, as the dataset
+loaders give), row-major, or a strided view. It is never copied whole: each
+chunk of samples is read where it lies, or converted (dtype, or a layout BLAS
+cannot take) into a chunk-sized buffer. The outputs have P's dtype. Results
+equal the layer-by-layer forward of :mod:`fastmlp.baseline` up to rounding.
+
+How a chunk runs
+----------------
+Activations are stored samples x units, so each layer is ``A @ W``:
+
+* **First layer, sparse input** (decided once per call from the fill of
+  pairs of adjacent samples in about 256 sampled columns, see
+  :func:`sparse_limit`): products over the nonzeros only
+  (:func:`fastmlp.kernels.inference.sparse_layer`); the nonzero structure is
+  listed once per chunk, straight from X in its own layout and dtype.
+* **First layer, dense input**: NumPy's ``matmul`` on the chunk, a view of X
+  when BLAS can read it as it lies (P's dtype and one unit stride: F- and
+  C-ordered both qualify), else a converted chunk buffer.
+* **Later layers**: ``matmul`` on the previous activations, or, after a ReLU
+  whose outputs in this chunk are sparse enough (the same rule, on the
+  measured density), the sparse kernel.
+* Bias and activation: one vectorised compiled pass
+  (:func:`fastmlp.kernels.inference.bias_activate`).
+* Tail: outputs written into ``out`` (directly by the last product when
+  ``out`` is F-ordered, the default), or their argmax, or loss and hits.
+
+Threads
+-------
+Chunks are shared out to ``n_threads`` workers (the caller's thread and
+``n_threads - 1`` threads of a module-wide ``ThreadPoolExecutor``), which
+take the next chunk from a shared counter; every kernel and BLAS call
+releases the GIL. Calls too small to share (under ``PARALLEL_MIN_WORK``
+multiply-adds) run in the caller's thread alone. During every call BLAS is limited to one thread
+(:func:`fastmlp.blas.one_blas_thread`, reference-counted across concurrent
+calls and training; the previous limits come back when the last one ends),
+so ``n_threads`` is the number of cores a call uses, two workers never start
+four BLAS threads on two cores, and results do not depend on BLAS's thread
+count (OpenBLAS's float32 products round differently on one and two threads).
+Chosen by measurement on this 2-core machine (see the closing notes of issue
+12): two chunk workers with one BLAS thread each against one worker with two
+BLAS threads, on dense inputs, where the activations and sparse kernels also
+run in parallel in the first design only. Numba's parallel threading layers
+are not used at all, so any number of Python threads may call these
+functions at once (each call has its own workspaces; the pool only queues
+their chunks, and the caller's thread always works on its own call).
+
+Results do not depend on ``n_threads`` or on which worker runs a chunk:
+chunk boundaries depend only on the chunk size, and :func:`score` sums
+per-chunk partials in chunk order. One caveat, from OpenBLAS (0.3.30-0.3.31
+as NumPy and SciPy ship it), measured: a thread limit set from a thread
+other than the process's main thread reports itself but does not change how
+products run, so a call made from another thread runs BLAS as configured
+(two threads here) and its float32 outputs may differ in the last bits from
+the same call made from the main thread. float64 gave the same bits.
+
+Memory bound
+------------
+Per worker, the workspace is at most about ``WORKSPACE_BYTES`` (16 MiB): two
+activation buffers of ``chunk x widest layer`` (widths rounded up to 8), the
+sparse kernels' lists (``O(inputs)``) and, for a dense first layer whose X
+BLAS cannot read in place (another dtype, or no unit stride), a ``chunk x
+inputs`` conversion buffer. The chunk is the largest multiple of 16 samples
+(16 to 2048) that fits. So the peak extra memory of a call is at most about
+``n_threads x 16 MiB`` plus its result (the outputs for :func:`forward`, 8
+bytes a sample for :func:`predict_classes`). Measured (tests/test_inference.py,
+VmHWM in a fresh process): 784 x 60,000 float64 inputs through 784-512-512-10
+on two threads, F- or C-ordered: 33 MiB above the resident size before the
+call (into a preallocated ``out``; the default output adds 4.8 MB).
+"""
+
+import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .blas import one_blas_thread
+from .config import (
+    CHUNK_MAX,
+    CHUNK_MIN,
+    DENSITY_SAMPLES,
+    INFERENCE_FILL_MAX,
+    INFERENCE_FILL_MIN,
+    INFERENCE_FILL_MIN_WIDTH,
+    PARALLEL_MIN_WORK,
+    WORKSPACE_BYTES,
+)
+from .engines import kernel_module
+from .kernels.codes import MSE, NLL, RELU, SOFTMAX
+
+__all__ = ["default_threads", "forward", "pair_fill", "predict_classes", "score",
+           "sparse_limit"]
+
+
+def default_threads():
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def sparse_limit(n_out, itemsize):
+    """The largest pair-list fill (listed entries over dense entries) at which
+    a layer with ``n_out`` outputs runs faster over the nonzeros than BLAS.
+
+    A fixed rule (not timed per call), measured on this machine against
+    single-threaded OpenBLAS: see the closing notes of issue 12.
+    """
+    if n_out < INFERENCE_FILL_MIN_WIDTH:
+        return 0.0
+    return min(INFERENCE_FILL_MAX, max(INFERENCE_FILL_MIN, 0.27 + 0.13 * (n_out - 100) / 412))
+
+
+# -- argument checks ---------------------------------------------------------------
+
+def _check_net(P, sizes, acts):
+    sizes = np.asarray(sizes)
+    acts = np.asarray(acts)
+    if sizes.ndim != 1 or sizes.shape[0] < 2 or sizes.dtype.kind not in "iu" or sizes.min() < 1:
+        raise ValueError(f"sizes must be a 1-D integer array of at least 2 positive widths; "
+                         f"got {sizes!r}")
+    L = sizes.shape[0] - 1
+    if acts.shape != (L,) or acts.dtype.kind not in "iu" or acts.min() < 0 or acts.max() > 4:
+        raise ValueError(f"acts must hold {L} activation codes from 0 to 4; got {acts!r}")
+    if SOFTMAX in acts[:-1]:
+        raise ValueError("SOFTMAX (code 4) may only follow the last layer")
+    P = np.asarray(P)
+    if P.dtype not in (np.float32, np.float64) or P.ndim != 1:
+        raise TypeError(f"P must be a 1-D float32 or float64 array; got {P.dtype} {P.shape}")
+    n_params = int(np.sum(sizes[:-1] * sizes[1:] + sizes[1:]))
+    if P.shape[0] != n_params:
+        raise ValueError(f"P has {P.shape[0]} entries; sizes {sizes.tolist()} need {n_params}")
+    layers = []
+    o = 0
+    for ell in range(L):
+        m, n = int(sizes[ell]), int(sizes[ell + 1])
+        layers.append((P[o:o + m * n].reshape(m, n), P[o + m * n:o + m * n + n], int(acts[ell])))
+        o += m * n + n
+    return P, [int(s) for s in sizes], layers
+
+
+def _check_data(X, rows, name, what="features"):
+    if not isinstance(X, np.ndarray):
+        X = np.asarray(X)
+    if X.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{name} must be float32 or float64; got {X.dtype}")
+    if X.ndim != 2 or X.shape[0] != rows:
+        raise ValueError(f"{name} must have shape ({rows} {what}, samples); got {X.shape}")
+    return X
+
+
+# -- the plan of one call ------------------------------------------------------------
+
+class _Call:
+    """Everything one call decides before its chunks run."""
+
+    def __init__(self, P, sizes, acts, X, n_threads, chunk, sparse):
+        self.K = kernel_module("inference")
+        self.P, self.sizes, self.layers = _check_net(P, sizes, acts)
+        self.X = X = _check_data(X, self.sizes[0], "X")
+        self.dtype = self.P.dtype
+        self.N = N = X.shape[1]
+        m = self.sizes[0]
+        item = self.dtype.itemsize
+        # First layer: sparse or dense.
+        if sparse is None:
+            sparse = pair_fill(X) <= sparse_limit(self.sizes[1], item)
+        self.sparse0 = bool(sparse)
+        # Later layers after a ReLU may go sparse per chunk (by measured density).
+        self.hidden_sparse = [
+            ell > 0 and self.layers[ell - 1][2] == RELU and sparse is not False
+            and sparse_limit(self.sizes[ell + 1], item) > 0
+            for ell in range(len(self.layers))
+        ]
+        # Sparse layers use W with rows padded to a multiple of 8 entries (no
+        # scalar remainder in the product loops).
+        self.padded = [
+            _pad(W) if (ell == 0 and self.sparse0) or self.hidden_sparse[ell] else None
+            for ell, (W, _, _) in enumerate(self.layers)
+        ]
+        # How the dense first layer reads X.
+        self.convert = None
+        if not self.sparse0:
+            s0, s1 = X.strides
+            ok = X.dtype == self.dtype and (s0 == X.itemsize or s1 == X.itemsize)
+            if not ok:
+                self.convert = "rows" if abs(s0) <= abs(s1) else "cols"
+        self.widest = widest = max(_round8(n) for n in self.sizes[1:])
+        per_sample = 2 * widest * item + (m * item if self.convert else 0)
+        if chunk is None:
+            chunk = WORKSPACE_BYTES // max(per_sample, 1)
+            chunk = int(min(CHUNK_MAX, max(CHUNK_MIN, chunk // 16 * 16)))
+        self.chunk = C = int(max(2, chunk + chunk % 2))
+        self.n_chunks = (N + C - 1) // C
+        work = N * sum(a * b for a, b in itertools.pairwise(self.sizes))
+        if n_threads is None:
+            n_threads = default_threads()
+        n_threads = max(1, int(n_threads))
+        if work < PARALLEL_MIN_WORK:
+            n_threads = 1
+        self.n_threads = min(n_threads, self.n_chunks)
+
+    def workspace(self):
+        """One worker's buffers (see "Memory bound")."""
+        C, dt = self.chunk, self.dtype
+        lm = max(self.sizes[:-1])
+        ws = {"A": np.empty(C * self.widest, dt), "B": np.empty(C * self.widest, dt),
+              "lists": (np.empty(lm, np.int32), np.empty(lm, dt), np.empty(lm, dt))}
+        if self.convert == "rows":
+            ws["conv"] = np.empty((C, self.sizes[0]), dt)
+        elif self.convert == "cols":
+            ws["conv"] = np.empty((self.sizes[0], C), dt)
+        return ws
+
+    def run_chunk(self, lo, hi, ws, final=None):
+        """Return the last layer's outputs (rows x outputs) of samples lo:hi,
+        also written into ``final`` (rows x outputs) if given."""
+        with np.errstate(all="ignore"):  # non-finite values propagate silently
+            return self._run_chunk(lo, hi, ws, final)
+
+    def _run_chunk(self, lo, hi, ws, final):
+        b = hi - lo
+        be = b + b % 2  # the pair kernels fill an even number of rows
+        X = self.X
+        K = self.K
+        bufs = (ws["A"], ws["B"])
+        L = len(self.layers)
+        A = None
+        density = 1.0
+        for ell, (W, bias, code) in enumerate(self.layers):
+            n = W.shape[1]
+            Wp = self.padded[ell]
+            use_sparse = (ell == 0 and self.sparse0) or (
+                self.hidden_sparse[ell]
+                and _pair_fill(density) <= sparse_limit(n, self.dtype.itemsize))
+            if use_sparse:
+                npad = Wp.shape[1]
+                Zp = bufs[ell % 2][:be * npad].reshape(be, npad)
+                if ell == 0:
+                    K.sparse_layer(X, lo, hi, Wp, Zp, *ws["lists"])
+                else:
+                    K.sparse_rows(A, Wp, Zp, *ws["lists"])
+                Z = Zp[:b, :n]
+                if ell == L - 1 and final is not None:
+                    final[...] = Z
+                    Z = final
+            else:
+                if ell == L - 1 and final is not None:
+                    Z = final
+                else:
+                    Z = bufs[ell % 2][:b * n].reshape(b, n)
+                if ell > 0:
+                    np.matmul(A, W, out=Z)
+                elif self.convert == "rows":
+                    conv = ws["conv"][:b]
+                    conv[...] = X.T[lo:hi]
+                    np.matmul(conv, W, out=Z)
+                elif self.convert == "cols":
+                    conv = ws["conv"][:, :b]
+                    conv[...] = X[:, lo:hi]
+                    np.matmul(conv.T, W, out=Z)
+                else:
+                    np.matmul(X.T[lo:hi], W, out=Z)
+            nnz = K.bias_activate(Z, bias, code)
+            A = Z
+            density = nnz / max(1, A.size) if nnz >= 0 else 1.0
+        return A
+
+    def run(self, body):
+        """Call ``body(ci, lo, hi, ws)`` for every chunk, on the call's workers."""
+        C, N = self.chunk, self.N
+        if self.n_threads == 1:  # too small to share, or one thread asked for
+            ws = self.workspace()
+            with one_blas_thread():
+                for ci in range(self.n_chunks):
+                    body(ci, ci * C, min(N, ci * C + C), ws)
+            return
+        counter = itertools.count()
+        lock = threading.Lock()
+        errors = []
+
+        def worker():
+            try:
+                ws = self.workspace()
+                while not errors:
+                    with lock:
+                        ci = next(counter)
+                    if ci >= self.n_chunks:
+                        return
+                    body(ci, ci * C, min(N, ci * C + C), ws)
+            except BaseException as exc:
+                errors.append(exc)
+
+        with one_blas_thread():
+            pool = _pool()
+            futures = [pool.submit(worker) for _ in range(self.n_threads - 1)]
+            worker()
+            for f in futures:
+                f.result()
+        if errors:
+            raise errors[0]
+
+
+def _round8(n):
+    return (n + 7) // 8 * 8
+
+
+def _pad(W):
+    m, n = W.shape
+    if n % 8 == 0:
+        return W
+    Wp = np.zeros((m, _round8(n)), W.dtype)
+    Wp[:, :n] = W
+    return Wp
+
+
+def _pair_fill(density):
+    """Expected fill of pair lists for scattered nonzeros of this density."""
+    return min(1.0, 2.0 * density - density * density)
+
+
+def pair_fill(X):
+    """The fill of pair lists (the share of (input, sample pair) entries where
+    either sample of the pair is nonzero) in about DENSITY_SAMPLES columns of X,
+    taken as pairs of adjacent samples evenly spread: the sparse first layer's
+    share of the dense product's work."""
+    N = X.shape[1]
+    if N < 2:
+        cols = np.zeros(2, np.int64)
+    else:
+        k = min(DENSITY_SAMPLES // 2, N // 2)
+        starts = np.linspace(0, N - 2, k).astype(np.int64)
+        cols = np.stack([starts, starts + 1], axis=1).reshape(-1)
+    return kernel_module("inference").density_sample(X, cols)[1]
+
+
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool():
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=max(1, default_threads() - 1),
+                                       thread_name_prefix="fastmlp-inference")
+        return _POOL
+
+
+# -- public functions -----------------------------------------------------------------
+
+def forward(P, sizes, acts, X, out=None, *, n_threads=None, chunk=None, sparse=None):
+    """Return the network's outputs for every column of ``X``: (outputs, samples).
+
+    Parameters
+    ----------
+    P, sizes, acts : the flat network (see the module docstring).
+    X : ndarray (features, samples), float32 or float64, any layout.
+    out : ndarray (outputs, samples) of P's dtype, optional
+        Filled and returned. By default a new F-ordered array (each sample's
+        outputs contiguous; the transpose of a row-major (samples, outputs)
+        array), which the last layer writes directly.
+    n_threads : int, optional
+        Worker threads (default: every core this process may use). Small
+        calls run on one.
+    chunk : int, optional
+        Samples per chunk (default: sized to the workspace bound).
+    sparse : bool, optional
+        Force the first layer's path (default: chosen from the data).
+    """
+    call = _Call(P, sizes, acts, X, n_threads, chunk, sparse)
+    n_out = call.sizes[-1]
+    if out is None:
+        out = np.empty((call.N, n_out), call.dtype).T
+    elif (not isinstance(out, np.ndarray) or out.shape != (n_out, call.N)
+          or out.dtype != call.dtype):
+        raise ValueError(f"out must be an ndarray of shape {(n_out, call.N)} and dtype "
+                         f"{call.dtype}")
+    direct = out.T.flags.c_contiguous
+
+    def body(ci, lo, hi, ws):
+        if direct:
+            call.run_chunk(lo, hi, ws, final=out.T[lo:hi])
+        else:
+            call.K.write_columns(call.run_chunk(lo, hi, ws), out, lo)
+
+    call.run(body)
+    return out
+
+
+def predict_classes(P, sizes, acts, X, *, n_threads=None, chunk=None, sparse=None):
+    """Return the index of the largest output of each sample: int64 (samples,).
+
+    As ``np.argmax(forward(...), axis=0)`` (the first maximum; a NaN counts
+    as the maximum), without keeping the outputs.
+    """
+    call = _Call(P, sizes, acts, X, n_threads, chunk, sparse)
+    classes = np.empty(call.N, np.int64)
+
+    def body(ci, lo, hi, ws):
+        call.K.write_classes(call.run_chunk(lo, hi, ws), classes, lo)
+
+    call.run(body)
+    return classes
+
+
+def score(P, sizes, acts, loss, X, Y, *, n_threads=None, chunk=None, sparse=None):
+    """Return ``(total_loss, hits)`` over every column of X and Y.
+
+    ``total_loss`` (a float) is the loss summed over samples: NLL (code 0)
+    ``-sum(Y * log(max(out, eps)))`` with eps of P's dtype, or MSE (code 1)
+    ``sum((out - Y)**2)``; ``hits`` (an int) is the number of samples whose
+    largest output is where ``Y`` is largest (``np.argmax`` of both).
+    ``Y`` is (outputs, samples), float32 or float64, any layout. Sums are
+    taken in float64, per chunk, then over chunks in order.
+    """
+    call = _Call(P, sizes, acts, X, n_threads, chunk, sparse)
+    if loss not in (NLL, MSE):
+        raise ValueError(f"loss must be 0 (NLL) or 1 (MSE); got {loss!r}")
+    Y = _check_data(Y, call.sizes[-1], "Y", "outputs")
+    if Y.shape[1] != call.N:
+        raise ValueError(f"X has {call.N} samples but Y has {Y.shape[1]}")
+    losses = np.zeros(call.n_chunks)
+    hits = np.zeros(call.n_chunks, np.int64)
+
+    def body(ci, lo, hi, ws):
+        losses[ci], hits[ci] = call.K.score_rows(call.run_chunk(lo, hi, ws), Y, lo, loss)
+
+    call.run(body)
+    return float(np.sum(losses)), int(np.sum(hits))
