@@ -26,7 +26,8 @@ import numpy as np
 
 from ._jit import REASSOC, jit
 from .activations import activate, activation_backward
-from .step import argmax, head, offsets
+from .heads import head
+from .step import argmax, offsets
 from .update import update
 
 
