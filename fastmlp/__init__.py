@@ -7,10 +7,9 @@ Switch a notebook script over by changing its import::
 
 __version__ = "0.1.0"
 
-from .io import load
 from .layers import Layer, Linear, ReLU, Sigmoid, SoftMax, Tanh
 from .losses import MSE, NLL
-from .sequential import Sequential
+from .sequential import Sequential, load
 from .training import History
 
 __all__ = [

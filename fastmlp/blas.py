@@ -1,20 +1,19 @@
-"""BLAS thread limits that nest correctly when several threads train at once.
+"""BLAS thread limits that stay correct when several threads train at once.
 
 The blocked per-sample kernel calls BLAS for small products between bursts
 of per-sample work; on a 2-core machine two BLAS threads made those calls
 slower and erratic (they sleep and wake between products), so it runs them
-on one. threadpoolctl's limits are process-wide: two overlapping
-``with threadpool_limits(1)`` blocks in two threads restore each other's
-saved value, and can leave the process on one thread for good. Here the first
-thread to enter sets the limit and the last to leave restores it, under a
-lock. While any training call holds it, BLAS runs on one thread in the whole
-process.
+on one, and so do the inference workers (one BLAS thread each).
 
-Measured with the OpenBLAS builds NumPy 2.4 and SciPy 1.17 ship (0.3.30,
-0.3.31): a limit set from a thread other than the process's main thread is
-reported by ``threadpool_info`` but does not change how products run (they
-keep the configured threads, and round as they do). So the pin takes effect
-for calls from the main thread; from other threads it is harmless but idle.
+threadpoolctl's limits are process-wide, and with the OpenBLAS builds that
+NumPy 2.4 and SciPy 1.17 ship (0.3.30, 0.3.31) they only work from the
+process's main thread: measured, a limit set from another thread is reported
+by ``threadpool_info`` (sometimes) but products keep running, and rounding,
+as configured; and limits set and restored from several threads at once
+overlapped and left the process on one thread for good. So only the main
+thread ever changes them here: :func:`one_blas_thread` pins BLAS to one
+thread for a call from the main thread (re-entrant: the outermost call
+restores) and does nothing in other threads, where BLAS runs as configured.
 """
 
 import contextlib
@@ -39,7 +38,11 @@ def _controller():
 
 @contextlib.contextmanager
 def one_blas_thread():
-    """A context in which BLAS runs on one thread (re-entrant, thread-safe)."""
+    """A context in which BLAS runs on one thread, when entered from the main
+    thread (re-entrant); from any other thread it changes nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     with _lock:
         if _state["depth"] == 0:
             _state["limiter"] = _controller().limit(limits=1, user_api="blas")

@@ -1,7 +1,9 @@
 """The ``fastmlp`` command: train, bench and info.
 
 Exit codes: 0 on success, 2 on bad arguments (with argparse's usage
-message), 1 with a one-line error on a bad data path or file.
+message), 1 with a one-line error on a bad data path or file, a network over
+the parameter limit, an unusable ``--save`` path (checked before training) or
+running out of memory.
 """
 
 import argparse
@@ -12,10 +14,22 @@ import sys
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import __version__
+from .datasets import load_digits, load_mnist
+from .engines import kernel_module
+from .io import check_save_path
+from .layers import Linear, ReLU, Sigmoid, SoftMax, Tanh
+from .losses import MSE, NLL
+from .sequential import Sequential
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity")
+
+#: Most parameters (weights and biases) ``fastmlp train`` builds a network
+#: with: 100 million, 400 MB in float32 before gradients and momentum. A larger
+#: ``--hidden`` is refused with a one-line error instead of a MemoryError.
+MAX_PARAMETERS = 100_000_000
 
 
 def main(argv=None):
@@ -26,6 +40,10 @@ def main(argv=None):
         return args.run(args)
     except (FileNotFoundError, ValueError, OSError) as exc:
         print(f"fastmlp: error: {exc}", file=sys.stderr)
+        return 1
+    except MemoryError as exc:
+        print(f"fastmlp: error: out of memory ({exc or 'MemoryError'}); try a smaller "
+              "network, --batch-size or dataset", file=sys.stderr)
         return 1
 
 
@@ -43,7 +61,8 @@ def _parser():
     train.add_argument("--data-dir", default=None,
                        help="folder of MNIST IDX files, or an mnist.pkl.gz (for --data mnist)")
     train.add_argument("--hidden", type=_widths, default=(100,), metavar="W[,W...]",
-                       help="hidden layer widths, e.g. 100,100 (default: 100)")
+                       help="hidden layer widths, e.g. 100,100 (default: 100); the "
+                            f"network may have at most {MAX_PARAMETERS:,} parameters")
     train.add_argument("--activation", choices=ACTIVATIONS, default="relu")
     train.add_argument("--epochs", type=_positive_int, default=20)
     train.add_argument("--batch-size", type=_positive_int, default=32)
@@ -53,7 +72,8 @@ def _parser():
     train.add_argument("--engine", choices=("numba", "numpy"), default="numba")
     train.add_argument("--seed", type=_seed, default=0)
     train.add_argument("--save", default=None, metavar="PATH",
-                       help="write the trained model to PATH (.npz)")
+                       help="write the trained model to PATH (.npz); its folder is "
+                            "checked before training")
     train.set_defaults(run=_train)
 
     bench = sub.add_parser("bench", help="quick NumPy vs Numba comparison on this machine",
@@ -69,31 +89,40 @@ def _parser():
 
 
 def _positive_int(text):
-    value = int(text)
+    value = _number(text, int, "an integer >= 1")
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
     return value
 
 
 def _seed(text):
-    value = int(text)
+    expected = "an integer from 0 to 2**32 - 1"
+    value = _number(text, int, expected)
     if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {text}")
+        raise argparse.ArgumentTypeError(f"must be {expected}; got {text!r}")
     return value
 
 
 def _positive_float(text):
-    value = float(text)
+    value = _number(text, float, "a number > 0")
     if not np.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}")
     return value
 
 
 def _momentum(text):
-    value = float(text)
+    value = _number(text, float, "a number in [0, 1)")
     if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1); got {text!r}")
     return value
+
+
+def _number(text, kind, expected):
+    """``kind(text)``, or the argparse error "must be <expected>; got '<text>'"."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {expected}; got {text!r}") from None
 
 
 def _widths(text):
@@ -101,16 +130,23 @@ def _widths(text):
         widths = tuple(int(w) for w in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"must be comma-separated integers, got {text!r}") from None
+            f"must be comma-separated integers >= 1, e.g. 100,100; got {text!r}") from None
     if not widths or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"widths must be >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"widths must be >= 1; got {text!r}")
     return widths
+
+
+def _check_network(sizes):
+    """Refuse, before allocating anything, a network with more than MAX_PARAMETERS."""
+    count = sum((m + 1) * n for m, n in itertools.pairwise(sizes))
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"network {'-'.join(map(str, sizes))} has {count:,} parameters; "
+                         f"the command line trains at most {MAX_PARAMETERS:,} "
+                         "(choose smaller --hidden widths)")
 
 
 def _load(args):
     """(X, Y, X_test, Y_test) in the notebook's layout, and a description."""
-    from .datasets import load_digits, load_mnist
-
     if args.data == "mnist":
         if args.data_dir is None:
             raise ValueError("--data mnist needs --data-dir (a folder of IDX files or "
@@ -127,11 +163,11 @@ def _load(args):
 
 
 def _train(args):
-    from . import NLL, Linear, ReLU, Sequential, Sigmoid, SoftMax, Tanh
-
+    save_to = check_save_path(args.save) if args.save is not None else None
     X, Y, Xt, Yt, what = _load(args)
     act = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "identity": None}[args.activation]
     sizes = [X.shape[0], *args.hidden, Y.shape[0]]
+    _check_network(sizes)
     rng = np.random.RandomState(args.seed)
     modules = []
     for i, (m, n) in enumerate(itertools.pairwise(sizes)):
@@ -147,17 +183,13 @@ def _train(args):
               momentum=args.momentum, seed=rng, validation_data=(Xt, Yt), verbose=1)
     seconds = time.perf_counter() - t0
     _, accuracy = model.evaluate(Xt, Yt)
-    if args.save:
-        print(f"saved {model.save(args.save)}")
+    if save_to is not None:
+        print(f"saved {model.save(save_to)}")
     print(f"test accuracy {accuracy:.4f}, wall time {seconds:.2f} s")
     return 0
 
 
 def _bench(args):
-    from threadpoolctl import threadpool_limits
-
-    from . import MSE, NLL, Linear, ReLU, Sigmoid, SoftMax
-
     rng = np.random.RandomState(0)
     X784 = rng.rand(784, 10_000)
     X784[rng.rand(*X784.shape) < 0.8] = 0  # MNIST-like: mostly zero pixels
@@ -187,8 +219,6 @@ def _bench(args):
 
 def _rate(build, Loss, X, Y, batch, engine, seconds):
     """Samples per second of sgd on one engine: best of three timed calls."""
-    from . import Sequential
-
     np.random.seed(0)
     model = Sequential(build(), Loss(), engine=engine)
 
@@ -219,9 +249,7 @@ def _info(args):
     import scipy.linalg
     import sklearn
 
-    from .kernels import layers
-
-    cache = getattr(getattr(layers.linear_forward, "_cache", None), "_cache_path", None)
+    cache = kernel_module("_jit").cache_folder()
     rows = [
         ("fastmlp", __version__), ("python", platform.python_version()),
         ("numpy", np.__version__), ("numba", numba.__version__), ("scipy", scipy.__version__),

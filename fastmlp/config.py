@@ -15,6 +15,18 @@ EPYC (Zen 4) machine, one BLAS thread; see the README's Performance section.
 #: and a chunk's buffers stay small for any batch size.
 INDEX_CHUNK = 1 << 16
 
+#: Largest ``sgd(batch_size=...)``: each step draws this many indices, held at
+#: once (8 bytes each), so a typo such as 2**40 fails with a clear message.
+SGD_BATCH_MAX = 1 << 22
+
+#: Multiply-adds (parameters x samples) one compiled training call may take:
+#: runs are split into calls of about this much work (10-30 ms here), so
+#: Ctrl-C, which Python handles between calls, stops training within a
+#: fraction of a second. Splits fall on whole steps and depend only on the
+#: network's size, so results are the same on every run; the one-pass and
+#: mini-batch kernels end on the same bits however a run is split.
+CALL_WORK = 200_000_000
+
 # -- data layout --------------------------------------------------------------
 
 #: The fused kernels read samples as rows. A call visiting at least this

@@ -184,8 +184,10 @@ class Linear(Layer):
 
     def check_parameters(self, dtype=None):
         """Check ``W`` and ``W0``, which users may assign, before any kernel reads
-        them: shapes (m, n) and (n, 1), real numbers. They are converted to
-        ``dtype`` (a model's), or else ``W0`` to ``W``'s floating type."""
+        them: shapes (m, n) and (n, 1), finite real numbers, writable (training
+        updates them in place). They are converted to ``dtype`` (a model's), or
+        else ``W0`` to ``W``'s floating type; a converted array is a new,
+        writable one. Raises TypeError or ValueError naming the attribute."""
         for name, shape in (("W", (self.m, self.n)), ("W0", (self.n, 1))):
             value = getattr(self, name, None)
             arr = np.asarray(value)
@@ -197,7 +199,15 @@ class Linear(Layer):
             if dtype is None:
                 dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.dtype(np.float64)
             if arr is not value or arr.dtype != dtype:
-                setattr(self, name, arr.astype(dtype))
+                arr = arr.astype(dtype)
+                setattr(self, name, arr)
+            elif not arr.flags.writeable:
+                raise ValueError(f"{name} of {self!r} is a read-only array; training updates it "
+                                 f"in place: assign a writable copy ({name}.copy())")
+            if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
+                raise ValueError(f"{name} of {self!r} holds non-finite values (NaN or inf): "
+                                 "training diverged, or they were assigned so; assign finite "
+                                 "weights before training or predicting")
 
     def backward(self, dLdZ):
         """Store ``dLdW`` and ``dLdW0`` (summed over the batch) and return ``W @ dLdZ``."""

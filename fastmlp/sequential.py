@@ -6,14 +6,18 @@ to run, and hands the plan's executor (:mod:`fastmlp.steps`), an optimizer
 (:mod:`fastmlp.training`).
 """
 
+import contextlib
+import threading
+
 import numpy as np
 
 from . import _validation as v
 from ._progress import Progress
-from .config import FORWARD_CHUNK
+from .config import FORWARD_CHUNK, SGD_BATCH_MAX
 from .engines import get_engine
 from .inference import forward as forward_many
 from .inference import score as score_many
+from .io import read as read_model
 from .io import save as save_model
 from .layers import ACTIVATIONS, Linear
 from .losses import is_classification
@@ -24,7 +28,7 @@ from .steps import FusedSteps, LayerSteps, call_sgd_step
 from .stopping import Patience
 from .training import Draws, Epochs, FitPolicy, NotebookReports, report_line, train
 
-__all__ = ["Sequential"]
+__all__ = ["Sequential", "load"]
 
 MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy")
 
@@ -79,6 +83,9 @@ class Sequential:
 
     def __init__(self, modules, loss, *, engine=None, dtype=None, fuse=True, block="auto"):
         _check_modules(modules, loss)
+        for m in modules:
+            if isinstance(m, Linear):
+                m.check_parameters()  # (W may have been assigned a list, say)
         self.modules = modules
         self.loss = loss
         self.fuse = bool(fuse)
@@ -88,6 +95,7 @@ class Sequential:
         self.optimizer = None  # the optimizer of the last fit (its state carries over)
         self._plan = None  # the plan of the last training call
         self._flat = None  # flat parameter buffers of the fused path, made on first use
+        self._busy = threading.Lock()  # held while training: one thread at a time
         for m in modules:
             if isinstance(m, Linear) and m.W.dtype != self.dtype:
                 m.W, m.W0 = m.W.astype(self.dtype), m.W0.astype(self.dtype)
@@ -135,11 +143,25 @@ class Sequential:
         state = self.__dict__.copy()
         state["engine_ops"] = self.engine_ops.name
         state["_flat"] = None
+        state.pop("_busy", None)
         return state
 
     def __setstate__(self, state):
         state["engine_ops"] = get_engine(state["engine_ops"])
+        state["_busy"] = threading.Lock()
         self.__dict__.update(state)
+
+    @contextlib.contextmanager
+    def _exclusive(self):
+        """Hold this model for one training call; a second thread is refused."""
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("this model is already training in another thread: train a model "
+                               "from one thread at a time (several models in several threads "
+                               "are fine)")
+        try:
+            yield
+        finally:
+            self._busy.release()
 
     def _bind_engine(self):
         """Put every layer (and the loss) on this model's engine: modules may have
@@ -223,20 +245,24 @@ class Sequential:
         iters = v.check_int(iters, "iters", 0)
         optimizer = SGD(lrate)
         batch_size = v.check_int(batch_size, "batch_size", 1)
+        if batch_size > SGD_BATCH_MAX:
+            raise ValueError(f"batch_size must be an integer from 1 to {SGD_BATCH_MAX} (samples "
+                             f"drawn per step, with replacement); got {batch_size!r}")
         every = None if print_every is None else v.check_int(print_every, "print_every", 1)
         if verbose not in (True, False) or isinstance(verbose, str):
             raise TypeError(f"verbose must be True or False; got {verbose!r}")
         rng = v.as_rng(seed)
         if not verbose:
             every = None
-        steps = self.steps_for(X, Y, samples=iters * batch_size, batch_size=batch_size,
-                               optimizer=optimizer)
-        rounds = Draws(rng, X.shape[1], batch_size, iters, every)
-        progress = Progress(bool(every), iters, "step")
-        try:
-            train(steps, rounds, optimizer, NotebookReports(self._accuracy, X, Y, progress))
-        finally:
-            progress.close()
+        with self._exclusive():
+            steps = self.steps_for(X, Y, samples=iters * batch_size, batch_size=batch_size,
+                                   optimizer=optimizer)
+            rounds = Draws(rng, X.shape[1], batch_size, iters, every)
+            progress = Progress(bool(every), iters, "step")
+            try:
+                train(steps, rounds, optimizer, NotebookReports(self._accuracy, X, Y, progress))
+            finally:
+                progress.close()
 
     def fit(self, X, Y, epochs=10, batch_size=32, lrate=0.01, *, momentum=0.0, nesterov=False,
             weight_decay=0.0, lr_schedule="constant", power_t=0.5, optimizer=None, shuffle=True,
@@ -331,17 +357,20 @@ class Sequential:
         val = self._check_validation(validation_data)
         callbacks = _check_callbacks(callbacks)
         rng = v.as_rng(seed)
-        steps = self.steps_for(X, Y, samples=epochs * X.shape[1], batch_size=batch_size,
-                               optimizer=optimizer)
-        self.optimizer = optimizer
-        progress = Progress(verbose, epochs, "epoch")
-        policy = FitPolicy(self, X.shape[1], self._classifier, rule, evaluate=self.evaluate,
-                           validation=val, callbacks=callbacks, progress=progress, epochs=epochs)
-        try:
-            train(steps, Epochs(rng, X.shape[1], batch_size, epochs, shuffle), optimizer, policy)
-        finally:
-            progress.close()
-        return policy.finish()
+        with self._exclusive():
+            steps = self.steps_for(X, Y, samples=epochs * X.shape[1], batch_size=batch_size,
+                                   optimizer=optimizer)
+            self.optimizer = optimizer
+            progress = Progress(verbose, epochs, "epoch")
+            policy = FitPolicy(self, X.shape[1], self._classifier, rule, evaluate=self.evaluate,
+                               validation=val, callbacks=callbacks, progress=progress,
+                               epochs=epochs)
+            rounds = Epochs(rng, X.shape[1], batch_size, epochs, shuffle)
+            try:
+                train(steps, rounds, optimizer, policy)
+            finally:
+                progress.close()
+            return policy.finish()
 
     def steps_for(self, X, Y, *, samples, batch_size, optimizer):
         """Plan a training call on checked X, Y and return its executor.
@@ -402,7 +431,7 @@ class Sequential:
         in chunks on every core, with buffers bounded as documented there.
         """
         n_in, _ = _io_sizes(self.modules)
-        X = v.as_float_matrix(X, "X", self.dtype, n_in, "features")
+        X = v.as_float_matrix(_unmasked(X, "X"), "X", self.dtype, n_in, "features")
         flat, plan = self._inference(X)
         if flat is None:
             return self._forward_chunked(X)
@@ -414,7 +443,7 @@ class Sequential:
         fraction classified right (None for a network without ``class_fun``).
         """
         n_in, _ = _io_sizes(self.modules)
-        X = v.as_float_matrix(X, "X", self.dtype, n_in, "features")
+        X = v.as_float_matrix(_unmasked(X, "X"), "X", self.dtype, n_in, "features")
         Y = self._check_targets(Y, X.shape[1])
         total, hits = self._score(X, Y)
         if not self._classifier:
@@ -458,14 +487,14 @@ class Sequential:
     def _check_data(self, X, Y):
         """Return X and Y as finite float arrays of this model's dtype, shapes checked."""
         n_in, _ = _io_sizes(self.modules)
-        X = v.as_matrix(X, "X", self.dtype, n_in, "features")
+        X = v.as_matrix(_unmasked(X, "X"), "X", self.dtype, n_in, "features")
         return X, self._check_targets(Y, X.shape[1])
 
     def _check_targets(self, Y, n):
         """Return Y as a finite array of this model's dtype for ``n`` samples
         (one-hot for a classification loss)."""
         _, n_out = _io_sizes(self.modules)
-        Y = v.as_matrix(Y, "Y", self.dtype, n_out, "outputs")
+        Y = v.as_matrix(_unmasked(Y, "Y"), "Y", self.dtype, n_out, "outputs")
         if Y.shape[1] != n:
             raise ValueError(
                 f"X and Y must have the same number of samples (columns); "
@@ -506,6 +535,47 @@ class Sequential:
         if not self._classifier:
             return None
         return self._score(X, Y)[1] / X.shape[1]
+
+
+def load(path, *, engine=None, allow_nonfinite=False):
+    """Rebuild the model saved at ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file written by :meth:`Sequential.save`.
+    engine : {"numba", "numpy"} or None
+        Engine of the rebuilt model; None picks the fastest available.
+    allow_nonfinite : bool, default False
+        Load weights holding NaN or infinity (a diverged model) instead of
+        raising ValueError, to inspect or repair them: training and
+        prediction refuse such weights until finite ones are assigned.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not a fastmlp model, is truncated or corrupt, exceeds
+        the limits (:data:`MAX_DESCRIPTION_CHARS`, :data:`MAX_DESCRIPTION_DEPTH`,
+        :data:`MAX_MODEL_BYTES`), its contents do not match its description
+        (a parameter changed, missing, reshaped, or an extra member), or a
+        weight is NaN or infinite and ``allow_nonfinite`` is False.
+    """
+    modules, loss, dtype, nonfinite = read_model(path, allow_nonfinite=allow_nonfinite)
+    model = Sequential(modules, loss, engine=engine, dtype=dtype)
+    for layer, W, W0 in nonfinite:  # allow_nonfinite: for inspection or repair
+        layer.W[...], layer.W0[...] = W, W0
+    return model
+
+
+def _unmasked(value, name):
+    """``value``, unless it is a masked array: its masked entries would be
+    read as the numbers under the mask, so it is refused."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a masked array, whose masked entries would be used as "
+                        f"they are; pass {name}.filled(value), or drop the masked samples")
+    return value
 
 
 def _tuning_rows(X, Y):

@@ -16,6 +16,7 @@ import inspect
 import numpy as np
 
 from .blas import one_blas_thread
+from .config import CALL_WORK
 from .engines import kernel_module
 from .layers import BUILTIN, Linear, SoftMax
 from .losses import MSE, NLL
@@ -55,10 +56,21 @@ class FusedSteps:
         return np.ascontiguousarray(X.T[order]), np.ascontiguousarray(Y.T[order]), rows
 
     def run(self, order, batch, optimizer, hits=True):
-        plan, flat, net = self.plan, self.flat, self.flat.network
+        """Take the steps of ``order`` in compiled calls of about ``CALL_WORK``
+        multiply-adds each (whole steps), so that Ctrl-C is handled within a
+        fraction of a second and leaves the weights of the last whole call."""
         X, Y, order = self._data(np.ascontiguousarray(order, dtype=np.int64))
         steps = -(-len(order) // batch)
         losses, hit = np.empty(steps), np.empty(steps, dtype=np.int64)
+        per_call = max(1, CALL_WORK // (self.flat.network.n_params * batch))
+        for s in range(0, steps, per_call):
+            e = min(steps, s + per_call)
+            self._call(X, Y, order[s * batch:e * batch], batch, optimizer, losses[s:e], hit[s:e])
+        return losses, hit
+
+    def _call(self, X, Y, order, batch, optimizer, losses, hit):
+        """One compiled call: the steps of ``order`` on the plan's kernel."""
+        plan, flat, net = self.plan, self.flat, self.flat.network
         head = (flat.P, flat.G)
         body = (net.sizes, net.acts, net.loss, X, Y, order)
         if plan.mode == "mini-batch":
@@ -70,7 +82,6 @@ class FusedSteps:
                                         plan.block, plan.sparse)
         else:
             self.kernel.sgd_per_sample(*head, *body, optimizer.learning_rate, losses, hit)
-        return losses, hit
 
 
 def call_sgd_step(module, lrate):

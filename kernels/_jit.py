@@ -5,26 +5,43 @@ division by zero gives inf, with no check in the loop) and are cached on disk,
 so a second process loads machine code instead of compiling. If no cache
 location is writable (a read-only install and an unwritable NUMBA_CACHE_DIR),
 the kernels still compile, once per process, with a warning.
+
+A damaged cache heals itself: an index (``.nbi``) or machine-code (``.nbc``)
+file that cannot be read back (emptied, truncated or overwritten, say by a
+full disk or a killed process) is treated as a cache miss. Its function's
+cache files are removed, the kernel is recompiled and saved again, and one
+warning per process names the cache folder. Without this, Numba raises
+``EOFError`` or ``UnpicklingError`` in every later process until the cache
+is cleared by hand.
 """
 
+import glob
+import os
+import threading
 import warnings
 
 import numba
+from numba.core.caching import FunctionCache
 
 #: fastmath flags for loops whose results may be reassociated (dot products
 #: and sums). Not "nnan"/"ninf": non-finite values must still propagate.
 REASSOC = {"reassoc", "contract", "nsz"}
 
 _warned = []
+_healed_folders = set()  # cache folders already reported in this process
+_lock = threading.Lock()
 
 
 def jit(fn=None, **options):
-    """``numba.njit(cache=True, nogil=True, error_model="numpy", **options)``."""
+    """``numba.njit(cache=True, nogil=True, error_model="numpy", **options)``.
+
+    The dispatcher's disk cache is a :class:`SelfHealingCache`.
+    """
     if fn is None:
         return lambda f: jit(f, **options)
     opts = {"cache": True, "nogil": True, "error_model": "numpy", **options}
     try:
-        return numba.njit(**opts)(fn)
+        dispatcher = numba.njit(**opts)(fn)
     except RuntimeError as exc:  # numba: "cannot cache function ...: no locator available"
         if not _warned:
             _warned.append(True)
@@ -36,3 +53,80 @@ def jit(fn=None, **options):
             )
         opts["cache"] = False
         return numba.njit(**opts)(fn)
+    if opts["cache"] and isinstance(getattr(dispatcher, "_cache", None), FunctionCache):
+        dispatcher._cache = SelfHealingCache(dispatcher.py_func)
+    return dispatcher
+
+
+def cache_folder():
+    """The folder the kernels' machine code is cached in, or None if none is writable."""
+    try:
+        return SelfHealingCache(_probe).cache_path
+    except RuntimeError:  # no locator: no writable cache location
+        return None
+
+
+def _probe():
+    """A function of this folder, whose cache location is every kernel's."""
+
+
+class SelfHealingCache(FunctionCache):
+    """Numba's per-function disk cache, recovering from unreadable entries.
+
+    Any error while loading an entry (``EOFError``, ``UnpicklingError``,
+    ``ValueError``... from a damaged ``.nbi`` or ``.nbc`` file) makes the
+    entry a miss: the function's cache files are removed, a warning naming
+    the cache folder is issued once per process, and Numba compiles the
+    function and saves it again. A failed save only warns: the compiled
+    function is still used.
+    """
+
+    def load_overload(self, sig, target_context):
+        """Return the cached compile result for ``sig``, or None to compile."""
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception as exc:  # a damaged entry: whatever pickle raised
+            self._drop(exc)
+            return None
+
+    def save_overload(self, sig, data):
+        """Save the compile result; on a damaged index, drop it and retry once."""
+        try:
+            super().save_overload(sig, data)
+        except Exception as exc:
+            self._drop(exc)
+            try:
+                super().save_overload(sig, data)
+            except Exception:  # (the kernel still runs; it is recompiled next time)
+                pass
+
+    def cache_files(self):
+        """The index and data files of this function in the cache folder."""
+        base = glob.escape(os.path.join(self._cache_path, self._impl.filename_base))
+        return glob.glob(base + ".nbi") + glob.glob(base + ".*.nbc")
+
+    def _drop(self, exc):
+        """Remove this function's cache files and warn once per folder."""
+        removed = []
+        for path in self.cache_files():
+            try:
+                os.unlink(path)
+                removed.append(os.path.basename(path))
+            except FileNotFoundError:  # another process dropped it first
+                pass
+        _warn_healed(self._cache_path, removed, exc)
+
+
+def _warn_healed(folder, removed, exc):
+    with _lock:
+        if folder in _healed_folders:
+            return
+        _healed_folders.add(folder)
+    files = ", ".join(removed) or "none left"
+    warnings.warn(
+        f"fastmlp: repaired the Numba kernel cache in {folder}: an entry could not be "
+        f"read or written ({type(exc).__name__}: {exc}); removed {files} and "
+        "recompiled. Further damaged entries in this folder are repaired silently.",
+        RuntimeWarning,
+        stacklevel=2,
+    )

@@ -1,12 +1,16 @@
 """The fastmlp command: train, bench, info, and its exit codes."""
 
+import gzip
+import struct
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import MNIST_DIR, needs_mnist
 
 import fastmlp
+import fastmlp.cli
 from fastmlp.cli import main
 
 
@@ -26,7 +30,7 @@ def test_train_options(capsys):
             "--engine", "numpy", "--seed", "3"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "network 64-32-16-10 tanh, float64, engine numpy (layer-by-layer)" in out
+    assert "network 64-32-16-10 tanh, float64, engine numpy (layer-by-layer" in out
 
 
 @needs_mnist
@@ -87,3 +91,73 @@ def test_python_dash_m_and_console_script():
     proc = subprocess.run([sys.executable, "-m", "fastmlp", "--version"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() == f"fastmlp {fastmlp.__version__}"
+
+
+# --- Hardening (issue 14) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "1.5"], "argument --epochs: must be an integer >= 1; got '1.5'"),
+    (["--epochs", "0"], "argument --epochs: must be an integer >= 1; got '0'"),
+    (["--batch-size", "x"], "argument --batch-size: must be an integer >= 1; got 'x'"),
+    (["--lrate", "fast"], "argument --lrate: must be a number > 0; got 'fast'"),
+    (["--momentum", "high"], "argument --momentum: must be a number in [0, 1); got 'high'"),
+    (["--seed", "1e3"], "argument --seed: must be an integer from 0 to 2**32 - 1; got '1e3'"),
+])
+def test_bad_numbers_name_the_option_and_value(args, message, capsys):
+    """Finding 11: --epochs 1.5 said "invalid _positive_int value"."""
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "invalid" not in err
+
+
+def test_hidden_over_the_parameter_limit_is_one_line(capsys):
+    """Finding 11: --hidden 100000000 printed a MemoryError traceback."""
+    assert main(["train", "--hidden", "100000000"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("fastmlp: error: network 64-100000000-10 has 7,500,000,010 parameters; the "
+                   "command line trains at most 100,000,000 (choose smaller --hidden widths)\n")
+
+
+def test_out_of_memory_is_one_line(capsys, monkeypatch):
+    def no_memory(args):
+        raise MemoryError("Unable to allocate 7.28 TiB")
+
+    monkeypatch.setattr(fastmlp.cli, "_load", no_memory)
+    assert main(["train"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastmlp: error: out of memory (Unable to allocate 7.28 TiB)")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("target, message", [
+    ("missing/m", "cannot save to 'DIR/missing/m.npz': folder 'DIR/missing' does not exist"),
+    ("DIR/", "cannot save to 'DIR/': it is a folder"),
+    ("", "cannot save to '': the path is empty"),
+])
+def test_save_path_is_checked_before_training(tmp_path, capsys, target, message):
+    """Finding 10: --save into a missing folder failed only after training."""
+    target = target.replace("DIR", str(tmp_path)) if target.startswith("DIR") else (
+        str(tmp_path / target) if target else target)
+    assert main(["train", "--save", target]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and message.replace("DIR", str(tmp_path)) in err and err.count("\n") == 1
+
+
+def test_corrupt_mnist_gzip_is_one_line(tmp_path, capsys):
+    """Finding 7: corrupt deflate data printed a zlib.error traceback."""
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, size=(100, 28, 28)).astype(np.uint8)
+    labels = rng.randint(0, 10, size=100).astype(np.uint8)
+    for stem, arr in (("train-images-idx3-ubyte", images), ("train-labels-idx1-ubyte", labels)):
+        header = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+        data = bytearray(gzip.compress(header + arr.tobytes()))
+        if stem.startswith("train-images"):
+            data[10:14] = b"\xff" * 4  # the deflate stream's first block: a zlib.error
+        (tmp_path / f"{stem}.gz").write_bytes(bytes(data))
+    assert main(["train", "--data", "mnist", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastmlp: error: ") and "train-images-idx3-ubyte.gz: corrupt gzip data" \
+        in err and err.count("\n") == 1
