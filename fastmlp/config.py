@@ -19,13 +19,14 @@ INDEX_CHUNK = 1 << 16
 #: once (8 bytes each), so a typo such as 2**40 fails with a clear message.
 SGD_BATCH_MAX = 1 << 22
 
-#: Multiply-adds (parameters x samples) one compiled training call may take:
+#: Multiply-adds one compiled training call may take (parameters x samples,
+#: times 3 for a mini-batch step: forward, weight and input gradients):
 #: runs are split into calls of about this much work (10-30 ms here), so
 #: Ctrl-C, which Python handles between calls, stops training within a
 #: fraction of a second. Splits fall on whole steps and depend only on the
 #: network's size, so results are the same on every run; the one-pass and
 #: mini-batch kernels end on the same bits however a run is split.
-CALL_WORK = 200_000_000
+CALL_WORK = 100_000_000
 
 # -- data layout --------------------------------------------------------------
 

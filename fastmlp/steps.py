@@ -62,7 +62,8 @@ class FusedSteps:
         X, Y, order = self._data(np.ascontiguousarray(order, dtype=np.int64))
         steps = -(-len(order) // batch)
         losses, hit = np.empty(steps), np.empty(steps, dtype=np.int64)
-        per_call = max(1, CALL_WORK // (self.flat.network.n_params * batch))
+        work = self.flat.network.n_params * batch * (3 if self.plan.mode == "mini-batch" else 1)
+        per_call = max(1, CALL_WORK // work)
         for s in range(0, steps, per_call):
             e = min(steps, s + per_call)
             self._call(X, Y, order[s * batch:e * batch], batch, optimizer, losses[s:e], hit[s:e])
