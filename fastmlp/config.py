@@ -94,10 +94,11 @@ DENSITY_SAMPLES = 256
 #: Below this many multiply-adds a call runs in the caller's thread (handing
 #: chunks to workers costs more).
 PARALLEL_MIN_WORK = 2_000_000
-#: A layer of n outputs runs over the nonzeros when the pair-list fill is at
-#: most 0.27 + 0.13 (n - 100) / 412, clipped to [FILL_MIN, FILL_MAX]; never
-#: below FILL_MIN_WIDTH outputs. Measured against one-thread OpenBLAS on
-#: MNIST-like chunks: about break-even at fill 0.27 for 100 outputs and 0.4
-#: for 512.
-INFERENCE_FILL_MIN, INFERENCE_FILL_MAX = 0.20, 0.40
-INFERENCE_FILL_MIN_WIDTH = 32
+#: A layer runs over the nonzero inputs when the fill of its groups of four
+#: samples (the share of (input, group) entries where any of the four is
+#: nonzero) is at most INFERENCE_FILL_MAX, and it has at least
+#: INFERENCE_FILL_MIN_WIDTH outputs. Measured against one-thread OpenBLAS
+#: (chunks of 2048, 784 inputs, 16 to 1024 outputs, both dtypes): the sparse
+#: kernel wins up to a fill of 0.65-0.75 whatever the width; MNIST's is 0.39.
+INFERENCE_FILL_MAX = 0.55
+INFERENCE_FILL_MIN_WIDTH = 16

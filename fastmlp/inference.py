@@ -23,18 +23,22 @@ How a chunk runs
 Activations are stored samples x units, so each layer is ``A @ W``:
 
 * **First layer, sparse input** (decided once per call from the fill of
-  pairs of adjacent samples in about 256 sampled columns, see
-  :func:`sparse_limit`): products over the nonzeros only
-  (:func:`fastmlp.kernels.inference.sparse_layer`); the nonzero structure is
-  listed once per chunk, straight from X in its own layout and dtype.
+  groups of four adjacent samples in about 256 sampled columns,
+  :func:`pair_fill`, against :func:`sparse_limit`): products over the
+  nonzeros only (:func:`fastmlp.kernels.inference.sparse_layer`, W in
+  L2-sized column blocks, four samples' outputs in registers); the nonzero
+  structure is listed once per chunk, straight from X in its own layout and
+  dtype.
 * **First layer, dense input**: NumPy's ``matmul`` on the chunk, a view of X
   when BLAS can read it as it lies (P's dtype and one unit stride: F- and
   C-ordered both qualify), else a converted chunk buffer.
 * **Later layers**: ``matmul`` on the previous activations, or, after a ReLU
-  whose outputs in this chunk are sparse enough (the same rule, on the
-  measured density), the sparse kernel.
+  whose outputs in this chunk are sparse enough (the same rule, on the fill
+  expected from the measured density), the sparse kernel.
 * Bias and activation: one vectorised compiled pass
-  (:func:`fastmlp.kernels.inference.bias_activate`).
+  (:func:`fastmlp.kernels.inference.bias_activate`) over C-ordered rows (the
+  sparse kernel's outputs keep their block padding until the next layer
+  reads them, as a view, rather than being compacted).
 * Tail: outputs written into ``out`` (directly by the last product when
   ``out`` is F-ordered, the default), or their argmax, or loss and hits.
 
@@ -44,16 +48,15 @@ Chunks are shared out to ``n_threads`` workers (the caller's thread and
 ``n_threads - 1`` threads of a module-wide ``ThreadPoolExecutor``), which
 take the next chunk from a shared counter; every kernel and BLAS call
 releases the GIL. Calls too small to share (under ``PARALLEL_MIN_WORK``
-multiply-adds) run in the caller's thread alone. During every call BLAS is limited to one thread
-(:func:`fastmlp.blas.one_blas_thread`, reference-counted across concurrent
-calls and training; the previous limits come back when the last one ends),
-so ``n_threads`` is the number of cores a call uses, two workers never start
+multiply-adds) run in the caller's thread alone. During a call from the main
+thread BLAS is limited to one thread (:func:`fastmlp.blas.one_blas_thread`,
+re-entrant; the previous limits come back when the outermost ends), so
+``n_threads`` is the number of cores a call uses, two workers never start
 four BLAS threads on two cores, and results do not depend on BLAS's thread
 count (OpenBLAS's float32 products round differently on one and two threads).
-Chosen by measurement on this 2-core machine (see the closing notes of issue
-12): two chunk workers with one BLAS thread each against one worker with two
-BLAS threads, on dense inputs, where the activations and sparse kernels also
-run in parallel in the first design only. Numba's parallel threading layers
+(Two chunk workers with one BLAS thread each against one worker with two BLAS
+threads was not measured side by side on a quiet machine; the sparse kernels
+and the activations run in parallel only in the first design.) Numba's parallel threading layers
 are not used at all, so any number of Python threads may call these
 functions at once (each call has its own workspaces; the pool only queues
 their chunks, and the caller's thread always works on its own call).
@@ -70,10 +73,13 @@ the same call made from the main thread. float64 gave the same bits.
 Memory bound
 ------------
 Per worker, the workspace is at most about ``WORKSPACE_BYTES`` (16 MiB): two
-activation buffers of ``chunk x widest layer`` (widths rounded up to 8), the
-sparse kernels' lists (``O(inputs)``) and, for a dense first layer whose X
+activation buffers of ``chunk x widest layer`` (widths rounded up to 16, the
+sparse kernel's block padding), the sparse kernel's lists (``LIST_ENTRIES``
+entries of an int32 and four values, 576 KiB in float64, on top of the 16
+MiB) and, for a dense first layer whose X
 BLAS cannot read in place (another dtype, or no unit stride), a ``chunk x
-inputs`` conversion buffer. The chunk is the largest multiple of 16 samples
+inputs`` conversion buffer, plus the blocked copy of each sparse layer's W
+(shared by the workers). The chunk is the largest multiple of 16 samples
 (16 to 2048) that fits. So the peak extra memory of a call is at most about
 ``n_threads x 16 MiB`` plus its result (the outputs for :func:`forward`, 8
 bytes a sample for :func:`predict_classes`). Measured (tests/test_inference.py,
@@ -95,13 +101,20 @@ from .config import (
     CHUNK_MIN,
     DENSITY_SAMPLES,
     INFERENCE_FILL_MAX,
-    INFERENCE_FILL_MIN,
     INFERENCE_FILL_MIN_WIDTH,
     PARALLEL_MIN_WORK,
     WORKSPACE_BYTES,
 )
 from .engines import kernel_module
 from .kernels.codes import MSE, NLL, RELU, SOFTMAX
+
+#: Entries of a worker's sparse lists (at least the layer's inputs): each
+#: entry is an int32 offset and four values, 576 KiB in float64. Groups of
+#: samples are listed until the lists are full, then every column block of W
+#: runs over them; measured on MNIST: 4,096 to 65,536 entries run alike.
+LIST_ENTRIES = 16_384
+#: Samples a sparse list covers (kernels.inference.GROUP).
+GROUP = 4
 
 __all__ = ["default_threads", "forward", "pair_fill", "predict_classes", "score",
            "sparse_limit"]
@@ -116,15 +129,23 @@ def default_threads():
 
 
 def sparse_limit(n_out, itemsize):
-    """The largest pair-list fill (listed entries over dense entries) at which
-    a layer with ``n_out`` outputs runs faster over the nonzeros than BLAS.
+    """The largest list fill (:func:`pair_fill`: listed entries over dense
+    entries) at which a layer with ``n_out`` outputs runs faster over the
+    nonzeros than BLAS: ``INFERENCE_FILL_MAX`` from ``INFERENCE_FILL_MIN_WIDTH``
+    outputs up, else 0 (never sparse).
 
-    A fixed rule (not timed per call), measured on this machine against
-    single-threaded OpenBLAS: see the closing notes of issue 12.
+    A fixed rule (not timed per call). Measured on this machine (2-core AMD
+    EPYC, one thread, thread CPU time of chunks of 2,048 samples, 784
+    inputs): the sparse kernel's time over single-threaded OpenBLAS's is
+    0.5-0.65 at MNIST's fill (0.39), 0.6-0.9 at fill 0.59, 0.7-1.0 at 0.68
+    and 0.8-1.2 at 0.76, for 16 to 1024 outputs in either dtype (float32
+    crosses 1 first, at 0.65 for 16-32 outputs). So the limit does not
+    depend on the width from 16 outputs up, nor (within the margin) on
+    ``itemsize``; see the closing notes of issue 12.
     """
     if n_out < INFERENCE_FILL_MIN_WIDTH:
         return 0.0
-    return min(INFERENCE_FILL_MAX, max(INFERENCE_FILL_MIN, 0.27 + 0.13 * (n_out - 100) / 412))
+    return float(INFERENCE_FILL_MAX)
 
 
 # -- argument checks ---------------------------------------------------------------
@@ -188,10 +209,10 @@ class _Call:
             and sparse_limit(self.sizes[ell + 1], item) > 0
             for ell in range(len(self.layers))
         ]
-        # Sparse layers use W with rows padded to a multiple of 8 entries (no
-        # scalar remainder in the product loops).
-        self.padded = [
-            _pad(W) if (ell == 0 and self.sparse0) or self.hidden_sparse[ell] else None
+        # Sparse layers use W in column blocks (see kernels.inference.sparse_layer).
+        self.blocked = [
+            self.K.block_weights(W) if (ell == 0 and self.sparse0) or self.hidden_sparse[ell]
+            else None
             for ell, (W, _, _) in enumerate(self.layers)
         ]
         # How the dense first layer reads X.
@@ -201,12 +222,12 @@ class _Call:
             ok = X.dtype == self.dtype and (s0 == X.itemsize or s1 == X.itemsize)
             if not ok:
                 self.convert = "rows" if abs(s0) <= abs(s1) else "cols"
-        self.widest = widest = max(_round8(n) for n in self.sizes[1:])
+        self.widest = widest = max(_round16(n) for n in self.sizes[1:])
         per_sample = 2 * widest * item + (m * item if self.convert else 0)
         if chunk is None:
             chunk = WORKSPACE_BYTES // max(per_sample, 1)
             chunk = int(min(CHUNK_MAX, max(CHUNK_MIN, chunk // 16 * 16)))
-        self.chunk = C = int(max(2, chunk + chunk % 2))
+        self.chunk = C = int(max(GROUP, chunk + (-chunk) % GROUP))
         self.n_chunks = (N + C - 1) // C
         work = N * sum(a * b for a, b in itertools.pairwise(self.sizes))
         if n_threads is None:
@@ -219,9 +240,11 @@ class _Call:
     def workspace(self):
         """One worker's buffers (see "Memory bound")."""
         C, dt = self.chunk, self.dtype
-        lm = max(self.sizes[:-1])
+        cap = max([LIST_ENTRIES] + [m for m, Wb in zip(self.sizes, self.blocked, strict=False)
+                                    if Wb is not None])
         ws = {"A": np.empty(C * self.widest, dt), "B": np.empty(C * self.widest, dt),
-              "lists": (np.empty(lm, np.int32), np.empty(lm, dt), np.empty(lm, dt))}
+              "lists": (np.empty(cap, np.int32), np.empty((cap, GROUP), dt),
+                        np.empty(C // GROUP + 1, np.int64))}
         if self.convert == "rows":
             ws["conv"] = np.empty((C, self.sizes[0]), dt)
         elif self.convert == "cols":
@@ -236,32 +259,35 @@ class _Call:
 
     def _run_chunk(self, lo, hi, ws, final):
         b = hi - lo
-        be = b + b % 2  # the pair kernels fill an even number of rows
         X = self.X
         K = self.K
         bufs = (ws["A"], ws["B"])
         L = len(self.layers)
-        A = None
+        A = Afull = None  # activations (b x n view), and a C-ordered array holding them
         density = 1.0
         for ell, (W, bias, code) in enumerate(self.layers):
-            n = W.shape[1]
-            Wp = self.padded[ell]
+            m, n = W.shape
+            last = ell == L - 1 and final is not None
             use_sparse = (ell == 0 and self.sparse0) or (
                 self.hidden_sparse[ell]
-                and _pair_fill(density) <= sparse_limit(n, self.dtype.itemsize))
+                and _group_fill(density) <= sparse_limit(n, self.dtype.itemsize))
             if use_sparse:
-                npad = Wp.shape[1]
+                Wb = self.blocked[ell]
+                npad = Wb.shape[0] * Wb.shape[2]
+                be = b + (-b) % GROUP  # the kernel fills whole groups of rows
                 Zp = bufs[ell % 2][:be * npad].reshape(be, npad)
                 if ell == 0:
-                    K.sparse_layer(X, lo, hi, Wp, Zp, *ws["lists"])
+                    K.sparse_layer(X, m, lo, hi, Wb, Zp, *ws["lists"])
                 else:
-                    K.sparse_rows(A, Wp, Zp, *ws["lists"])
-                Z = Zp[:b, :n]
-                if ell == L - 1 and final is not None:
+                    K.sparse_layer(Afull.T, m, 0, b, Wb, Zp, *ws["lists"])
+                Zfull = Zp[:b]
+                nnz = K.bias_activate(Zfull, bias, code)
+                Z = Zfull[:, :n]
+                if last:
                     final[...] = Z
-                    Z = final
+                    Z = Zfull = final
             else:
-                if ell == L - 1 and final is not None:
+                if last:
                     Z = final
                 else:
                     Z = bufs[ell % 2][:b * n].reshape(b, n)
@@ -277,9 +303,10 @@ class _Call:
                     np.matmul(conv.T, W, out=Z)
                 else:
                     np.matmul(X.T[lo:hi], W, out=Z)
-            nnz = K.bias_activate(Z, bias, code)
-            A = Z
-            density = nnz / max(1, A.size) if nnz >= 0 else 1.0
+                nnz = K.bias_activate(Z, bias, code)
+                Zfull = Z
+            A, Afull = Z, Zfull
+            density = nnz / max(1, b * n) if nnz >= 0 else 1.0
         return A
 
     def run(self, body):
@@ -317,36 +344,28 @@ class _Call:
             raise errors[0]
 
 
-def _round8(n):
-    return (n + 7) // 8 * 8
+def _round16(n):
+    return (n + 15) // 16 * 16
 
 
-def _pad(W):
-    m, n = W.shape
-    if n % 8 == 0:
-        return W
-    Wp = np.zeros((m, _round8(n)), W.dtype)
-    Wp[:, :n] = W
-    return Wp
-
-
-def _pair_fill(density):
-    """Expected fill of pair lists for scattered nonzeros of this density."""
-    return min(1.0, 2.0 * density - density * density)
+def _group_fill(density):
+    """Expected fill of group lists for scattered nonzeros of this density."""
+    return 1.0 - (1.0 - min(1.0, density)) ** GROUP
 
 
 def pair_fill(X):
-    """The fill of pair lists (the share of (input, sample pair) entries where
-    either sample of the pair is nonzero) in about DENSITY_SAMPLES columns of X,
-    taken as pairs of adjacent samples evenly spread: the sparse first layer's
-    share of the dense product's work."""
+    """The fill of the sparse kernel's lists (the share of (input, group)
+    entries where any of a group of four adjacent samples is nonzero) in
+    about DENSITY_SAMPLES columns of X, taken as groups evenly spread: the
+    sparse first layer's share of the dense product's work. (The name is
+    older than the groups of four; the kernel once listed pairs.)"""
     N = X.shape[1]
-    if N < 2:
-        cols = np.zeros(2, np.int64)
+    if N < GROUP:
+        cols = np.minimum(np.arange(GROUP), max(N - 1, 0)).astype(np.int64)
     else:
-        k = min(DENSITY_SAMPLES // 2, N // 2)
-        starts = np.linspace(0, N - 2, k).astype(np.int64)
-        cols = np.stack([starts, starts + 1], axis=1).reshape(-1)
+        k = min(DENSITY_SAMPLES // GROUP, N // GROUP)
+        starts = np.linspace(0, N - GROUP, k).astype(np.int64)
+        cols = (starts[:, None] + np.arange(GROUP)).reshape(-1)
     return kernel_module("inference").density_sample(X, cols)[1]
 
 

@@ -239,8 +239,118 @@ def test_density_rule_is_deterministic():
     X = sparse_data(784, 2000, 0.19)
     f1 = inf.pair_fill(X)
     assert f1 == inf.pair_fill(np.ascontiguousarray(X))
-    assert 0.19 < f1 < 0.5  # (pairs: about twice the density of scattered nonzeros)
+    # Groups of four scattered nonzeros: 1 - (1 - 0.19)**4 = 0.57.
+    assert 0.5 < f1 < 0.65
     assert inf.sparse_limit(100, 8) > 0 and inf.sparse_limit(10, 8) == 0
+    # Few samples: the groups repeat the last column (as the kernel's zero twins).
+    for n in (1, 2, 3, 5):
+        assert 0 < inf.pair_fill(sparse_data(50, n, 0.3)) <= 1
+
+
+def kernel_module():
+    from fastmlp.engines import kernel_module as km
+
+    return km("inference")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n", [1, 7, 8, 16, 17, 33, 100])
+def test_sparse_layer_kernel(dtype, n):
+    """The blocked group kernel against a dense product: odd widths (padded
+    blocks), sample counts not a multiple of four, lists too short for one
+    chunk (several list rounds), X in another dtype and any layout."""
+    K = kernel_module()
+    m = 37
+    rng = np.random.RandomState(n)
+    W = rng.normal(size=(m, n)).astype(dtype)
+    Wb = K.block_weights(W)
+    bw = K.block_width(dtype)
+    assert Wb.shape == (-(-n // bw), m, bw) and Wb.flags.c_contiguous
+    for xdtype in (np.float64, np.float32):
+        X = sparse_data(m, 23, 0.2, seed=n, dtype=xdtype)
+        X[:, 5] = 0  # an empty sample
+        want = X.astype(dtype).T @ W
+        for Xl in layouts(X).values():
+            for lo, hi in ((0, 23), (3, 4), (5, 14), (22, 23)):
+                for cap in (m, 3 * m, 1000):  # one group per round, a few, all
+                    b = hi - lo
+                    Z = np.full((b + (-b) % 4, Wb.shape[0] * bw), np.nan, dtype)
+                    lists = (np.empty(cap, np.int32), np.empty((cap, 4), dtype),
+                             np.empty(3, np.int64))
+                    K.sparse_layer(Xl, m, lo, hi, Wb, Z, *lists)
+                    close(Z[:b, :n], want[lo:hi], dtype)
+                    assert np.all(Z[:b, n:] == 0)  # padding columns: zero products
+
+
+def test_sparse_layer_reads_first_m_inputs_only():
+    """Activations passed with padding columns (as the driver does between
+    sparse layers): rows past m are never read, even when not finite."""
+    K = kernel_module()
+    W = np.random.RandomState(0).normal(size=(10, 12))
+    A = np.zeros((9, 16))
+    A[:, :10] = sparse_data(10, 9, 0.4).T
+    A[:, 10:] = np.nan
+    Z = np.empty((12, 16))
+    lists = (np.empty(64, np.int32), np.empty((64, 4)), np.empty(4, np.int64))
+    K.sparse_layer(A.T, 10, 0, 9, K.block_weights(W), Z, *lists)
+    close(Z[:9, :12], A[:, :10] @ W, np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sparse_layer_non_finite(dtype):
+    """NaN and inf inputs reach their own sample's outputs; the group's other
+    samples (listed at that input with a zero) stay finite."""
+    K = kernel_module()
+    W = np.random.RandomState(1).normal(size=(6, 9)).astype(dtype)
+    X = np.zeros((6, 6), dtype)
+    X[1, 0] = np.nan
+    X[2, 2] = np.inf
+    X[3, 5] = -np.inf
+    X[4, :] = 1
+    Z = np.empty((8, 16), dtype)
+    lists = (np.empty(64, np.int32), np.empty((64, 4), dtype), np.empty(4, np.int64))
+    with np.errstate(all="ignore"):
+        K.sparse_layer(X, 6, 0, 6, K.block_weights(W), Z, *lists)
+    assert np.isnan(Z[0, :9]).all()
+    assert np.isinf(Z[2, :9]).all() and np.isinf(Z[5, :9]).all()
+    for s in (1, 3, 4):
+        close(Z[s, :9], X[:, s] @ W, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bias_activate_padded_rows(dtype):
+    """bias_activate works on the first len(b) columns of C-ordered rows and
+    leaves the padding alone."""
+    K = kernel_module()
+    rng = np.random.RandomState(2)
+    Z = rng.normal(size=(5, 16)).astype(dtype)
+    b = rng.normal(size=11).astype(dtype)
+    pad = Z[:, 11:].copy()
+    want = B.sigmoid_forward((Z[:, :11] + b).T).T
+    K.bias_activate(Z, b, 3)
+    close(Z[:, :11], want, dtype)
+    np.testing.assert_array_equal(Z[:, 11:], pad)
+    Z = rng.normal(size=(5, 16)).astype(dtype)
+    nnz = K.bias_activate(Z, b, 1)
+    assert nnz == int(np.count_nonzero(Z[:, :11]))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hidden_sparse_layers(dtype):
+    """A deep ReLU network whose hidden activations are sparse enough for the
+    sparse kernel between layers (negative biases), against the dense path."""
+    sizes, acts = np.array([30, 48, 40, 33, 5]), np.array([1, 1, 1, 4])
+    P = make_params(sizes, dtype)
+    o = 0
+    for m, n in itertools.pairwise(sizes):  # biases of the hidden layers: mostly off
+        P[o + m * n:o + m * n + n] -= 1.5
+        o += m * n + n
+    X = sparse_data(30, 203, 0.2)
+    want = reference(P, sizes, acts, X)
+    for Xl in layouts(X).values():
+        for n_threads in (1, 2):
+            close(inf.forward(P, sizes, acts, Xl, sparse=True, n_threads=n_threads, chunk=20),
+                  want, dtype)
 
 
 MEMORY_SCRIPT = textwrap.dedent("""
