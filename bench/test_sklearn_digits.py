@@ -11,8 +11,8 @@ from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 
 from fastmlp.sklearn import MLPClassifier
 
-PARAMS = dict(hidden_layer_sizes=(100,), learning_rate_init=0.01, batch_size=32, max_iter=100,
-              momentum=0.9, random_state=0)
+PARAMS = dict(solver="sgd", hidden_layer_sizes=(100,), learning_rate_init=0.01, batch_size=32,
+              max_iter=100, momentum=0.9, random_state=0)
 
 
 @pytest.mark.parametrize("library", ["scikit-learn", "fastmlp"])
@@ -27,7 +27,7 @@ def test_digits_fit(benchmark, library, scale):
             warnings.simplefilter("ignore")
             if library == "fastmlp":
                 return MLPClassifier(**params).fit(Xtr, ytr)
-            return SkMLPClassifier(solver="sgd", **params).fit(Xtr, ytr)
+            return SkMLPClassifier(**params).fit(Xtr, ytr)
 
     fit()  # warm-up (compiles fastmlp's kernels)
     benchmark.group = "scikit-learn API: digits, MLPClassifier (100,), 100 epochs"

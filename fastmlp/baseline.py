@@ -15,7 +15,20 @@ is returned.
 
 import numpy as np
 
-from .kernels.codes import H_ALPHA, H_DECAY, H_GRAD_SCALE, H_LR, H_MOMENTUM, NESTEROV, SGD
+from .kernels.codes import (
+    ADAM,
+    H_ALPHA,
+    H_BETA1,
+    H_BETA2,
+    H_DECAY,
+    H_EPSILON,
+    H_GRAD_SCALE,
+    H_LR,
+    H_MOMENTUM,
+    H_T,
+    NESTEROV,
+    SGD,
+)
 
 __all__ = [
     "linear_backward",
@@ -73,7 +86,8 @@ def sgd_update(W, W0, dLdW, dLdW0, S, S0, opt, hyper, batch):
     scikit-learn's SGD optimizer). ``opt`` is a code of
     :mod:`fastmlp.kernels.codes`, ``hyper`` the optimizer's hyper-parameters
     laid out as there, and ``S``, ``S0`` its state for W and W0 (row 0: the
-    velocity, flattened).
+    velocity, flattened; Adam: rows 0 and 1 the moments, ``hyper[H_T]`` the
+    step counter, advanced by the caller once per step).
     """
     lr, mu = hyper[H_LR], hyper[H_MOMENTUM]
     scale = hyper[H_GRAD_SCALE] / batch
@@ -84,6 +98,16 @@ def sgd_update(W, W0, dLdW, dLdW0, S, S0, opt, hyper, batch):
             g += P.dtype.type(d) * P
         if opt == SGD:
             P -= P.dtype.type(lr) * g
+            continue
+        if opt == ADAM:  # moments in rows 0 and 1; hyper[H_T] counts this step
+            b1, b2, t = hyper[H_BETA1], hyper[H_BETA2], hyper[H_T]
+            M, V = state[0].reshape(P.shape), state[1].reshape(P.shape)
+            M *= P.dtype.type(b1)
+            M += P.dtype.type(1 - b1) * g
+            V *= P.dtype.type(b2)
+            V += P.dtype.type(1 - b2) * (g * g)
+            lr_t = P.dtype.type(lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t))
+            P += -lr_t * M / (np.sqrt(V) + P.dtype.type(hyper[H_EPSILON]))
             continue
         V = state[0].reshape(P.shape)
         V *= P.dtype.type(mu)

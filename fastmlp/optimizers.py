@@ -16,7 +16,7 @@ import numpy as np
 from . import _validation as v
 from .kernels import codes
 
-__all__ = ["SCHEDULES", "SGD", "make_optimizer"]
+__all__ = ["SCHEDULES", "SGD", "Adam", "make_optimizer"]
 
 SCHEDULES = ("constant", "invscaling", "adaptive")
 
@@ -162,8 +162,126 @@ class SGD:
         return f"SGD({', '.join(parts)})"
 
 
+class Adam:
+    """Adam (Kingma and Ba), exactly as scikit-learn's ``AdamOptimizer``.
+
+    Per step ``t`` (counted over all calls; one per mini-batch):
+    ``m = beta_1 m + (1 - beta_1) g``, ``v = beta_2 v + (1 - beta_2) g**2``
+    and ``W += -lr_t m / (sqrt(v) + epsilon)``, the bias correction folded
+    into the rate, ``lr_t = learning_rate_init sqrt(1 - beta_2**t) / (1 -
+    beta_1**t)``. ``g`` is the mean gradient of the batch plus
+    ``weight_decay * W`` (and scikit-learn's ``alpha`` term, see :class:`SGD`).
+
+    Parameters
+    ----------
+    learning_rate_init : float, default 0.001
+    beta_1, beta_2 : float in [0, 1), default 0.9 and 0.999
+    epsilon : float > 0, default 1e-8
+    weight_decay, alpha, grad_scale : float
+        As for :class:`SGD`.
+
+    Attributes
+    ----------
+    t : int
+        Steps taken so far.
+    state : ndarray of shape (2, n_params) or None
+        The first (row 0) and second (row 1) moments.
+    """
+
+    code = codes.ADAM
+    n_state = 2
+    plain = False
+    lr_schedule = "constant"
+
+    def __init__(self, learning_rate_init=0.001, *, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 weight_decay=0.0, alpha=0.0, grad_scale=1.0):
+        self.learning_rate_init = v.check_positive_float(learning_rate_init, "lrate")
+        for name, value in (("beta_1", beta_1), ("beta_2", beta_2)):
+            v.check_positive_float(value, name, allow_zero=True)
+            if value >= 1:
+                raise ValueError(f"{name} must be in [0, 1); got {value!r}")
+        self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
+        self.epsilon = v.check_positive_float(epsilon, "epsilon")
+        self.weight_decay = v.check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+        self.alpha = v.check_positive_float(alpha, "alpha", allow_zero=True)
+        self.grad_scale = v.check_positive_float(grad_scale, "grad_scale")
+        self.state = None
+        # The kernels read the hyper-parameters from this vector and advance
+        # its step counter in place, so it persists between calls.
+        self._hyper = np.zeros(codes.N_HYPER)
+
+    @property
+    def t(self):
+        """Steps taken so far."""
+        return int(self._hyper[codes.H_T])
+
+    @property
+    def learning_rate(self):
+        """The rate of the last step, bias correction folded in (scikit-learn's
+        ``AdamOptimizer.learning_rate``); ``learning_rate_init`` before any."""
+        t = self.t
+        if t == 0:
+            return self.learning_rate_init
+        return (self.learning_rate_init * np.sqrt(1 - self.beta_2 ** t)
+                / (1 - self.beta_1 ** t))
+
+    def hyper(self):
+        """The hyper-parameter vector the kernels read, and whose ``H_T`` entry
+        they advance once per step (the same array on every call)."""
+        h = self._hyper
+        h[codes.H_LR] = self.learning_rate_init
+        h[codes.H_DECAY] = self.weight_decay
+        h[codes.H_ALPHA] = self.alpha
+        h[codes.H_GRAD_SCALE] = self.grad_scale
+        h[codes.H_BETA1] = self.beta_1
+        h[codes.H_BETA2] = self.beta_2
+        h[codes.H_EPSILON] = self.epsilon
+        return h
+
+    def prepare(self, n_params, dtype, previous=None):
+        """Make the moments for ``n_params`` parameters of ``dtype``; keep the
+        current ones if they fit, else take ``previous``'s (an Adam of an
+        earlier call, with its step counter)."""
+        shape = (2, n_params)
+        for source in (self, previous):
+            S = getattr(source, "state", None)
+            if (isinstance(source, Adam) and isinstance(S, np.ndarray) and S.shape == shape
+                    and S.dtype == dtype):
+                self.state = S
+                self._hyper[codes.H_T] = source._hyper[codes.H_T]
+                return S
+        self.state = np.zeros(shape, dtype=dtype)
+        self._hyper[codes.H_T] = 0
+        return self.state
+
+    def reset(self):
+        """Zero the moments and the step counter."""
+        if self.state is not None:
+            self.state[...] = 0
+        self._hyper[codes.H_T] = 0
+
+    def begin_epoch(self, epoch):
+        return self.learning_rate_init
+
+    def iteration_ends(self, time_step):
+        """Adam keeps its rate (scikit-learn's ``AdamOptimizer`` too)."""
+
+    def reduce_on_plateau(self):
+        """Adam has no "adaptive" schedule: a plateau ends training."""
+        return False
+
+    def __repr__(self):
+        parts = [f"{self.learning_rate_init!r}"]
+        for name, default in (("beta_1", 0.9), ("beta_2", 0.999), ("epsilon", 1e-8),
+                              ("weight_decay", 0.0), ("alpha", 0.0), ("grad_scale", 1.0)):
+            value = getattr(self, name)
+            if value != default:
+                parts.append(f"{name}={value!r}")
+        return f"Adam({', '.join(parts)})"
+
+
 #: Optimizers by name, for ``Sequential.fit(optimizer=...)``.
-OPTIMIZERS = {"sgd": SGD}
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}
 
 
 def make_optimizer(optimizer, **options):

@@ -18,6 +18,7 @@ import numpy as np
 from .blas import one_blas_thread
 from .config import CALL_WORK
 from .engines import kernel_module
+from .kernels.codes import ADAM, H_T
 from .layers import BUILTIN, Linear, SoftMax
 from .losses import MSE, NLL
 
@@ -186,6 +187,8 @@ class LayerSteps:
                     self.first(grad, False)
                 else:
                     self.first(grad)
+            if optimizer.code == ADAM:  # Adam's step counter: once per step
+                hyper[H_T] += 1
             for m, o in self.updated:
                 if plain:
                     ops.linear_update(m.W, m.W0, m.dLdW, m.dLdW0, lrate)

@@ -1,16 +1,17 @@
 """Stopping-policy objects: when training has stalled, and which weights to keep.
 
-A policy watches one value per epoch and says when it has stopped
-improving (a *plateau*); the training driver then lets the optimizer
-lower its rate ("adaptive"), or stops where the policy says a plateau ends
-training. :class:`Patience` is ``Sequential.fit``'s rule (Keras's);
-:class:`ScikitLearnRule` is scikit-learn's ``tol`` / ``n_iter_no_change``
-rule, which its estimators plug in.
+A rule watches one value per epoch and says when it has stopped
+improving (a *plateau*); the training driver's policy then lets the
+optimizer lower its rate ("adaptive"), or stops where the rule says a
+plateau ends training. :class:`Patience` is ``Sequential.fit``'s rule
+(Keras's). The scikit-learn estimators keep scikit-learn's own rule and
+attributes (``_no_improvement_count``, ``best_loss_``, ...), which
+scikit-learn's tests read, in their policy (``fastmlp.sklearn``).
 """
 
 import numpy as np
 
-__all__ = ["Patience", "ScikitLearnRule", "restore", "snapshot"]
+__all__ = ["Patience", "restore", "snapshot"]
 
 
 def snapshot(model):
@@ -67,48 +68,4 @@ class Patience:
     def finish(self, model, last_epoch):
         """Restore the best epoch's weights if they are kept and not the last."""
         if self.saved is not None and self.best_epoch != last_epoch:
-            restore(model, self.saved)
-
-
-class ScikitLearnRule:
-    """scikit-learn's rule: without early stopping, the training loss must fall
-    by at least ``tol`` below the best so far; with it, the validation score
-    must rise by at least ``tol`` above the best. A plateau is more than
-    ``n_iter_no_change`` epochs in a row without that, and it ends training
-    unless the optimizer lowers its rate ("adaptive"). With early stopping the
-    weights of the best validation score are restored at the end.
-
-    The state (``best_loss_``, ``best_validation_score_``, the count and the
-    best weights) is kept across calls, as the estimators keep theirs.
-    """
-
-    stop_on_plateau = True
-
-    def __init__(self, tol, n_iter_no_change, early_stopping):
-        self.tol, self.n_iter_no_change = tol, n_iter_no_change
-        self.early_stopping = early_stopping
-        self.best_loss = np.inf
-        self.best_validation_score = -np.inf
-        self.count = 0
-        self.saved = None
-
-    def update(self, value, epoch, model):
-        """Record the epoch's loss (or validation score, with early stopping);
-        return True on a plateau."""
-        if self.early_stopping:
-            improved = value >= self.best_validation_score + self.tol
-            if value > self.best_validation_score:
-                self.best_validation_score = value
-                self.saved = snapshot(model)
-        else:
-            improved = value <= self.best_loss - self.tol
-            self.best_loss = min(self.best_loss, value)
-        self.count = 0 if improved else self.count + 1
-        return self.count > self.n_iter_no_change
-
-    def reset(self):
-        self.count = 0
-
-    def finish(self, model, last_epoch):
-        if self.early_stopping and self.saved is not None:
             restore(model, self.saved)

@@ -26,6 +26,7 @@ import numpy as np
 
 from ._jit import REASSOC, jit
 from .activations import activate, activation_backward
+from .codes import ADAM, H_T
 from .heads import head
 from .step import argmax, offsets
 from .update import update
@@ -131,6 +132,34 @@ def activate_rows(code, Z):
 
 
 @jit
+def gather_csr(indptr, indices, data, Y, rows, xb, yb, max_work):
+    """:func:`gather` from a CSR matrix (``indptr``, ``indices``, ``data``):
+    rows ``rows`` scattered into the zeroed dense batch ``xb``, at the cost of
+    their nonzeros; same return value."""
+    b, d = xb.shape
+    work = 0
+    for r in range(b):
+        x, y, yr = xb[r], yb[r], Y[rows[r]]
+        for j in range(d):
+            x[j] = 0
+        for k in range(indptr[rows[r]], indptr[rows[r] + 1]):
+            x[indices[k]] = data[k]
+        for j in range(y.shape[0]):
+            y[j] = yr[j]
+        if work > max_work:
+            continue
+        for h in range(d // 2):
+            work += (x[2 * h] != 0) | (x[2 * h + 1] != 0)
+        if d % 2 == 1:
+            work += x[d - 1] != 0
+        if r % 2 == 1 or r == b - 1:
+            w = xb[r - r % 2]
+            for j in range(d):
+                work += (w[j] != 0) | (x[j] != 0)
+    return work <= max_work
+
+
+@jit
 def train_minibatch(P, G, S, sizes, acts, loss, X, Y, order, batch, opt, hyper, losses, hits,
                     max_fill):
     """Run SGD over the batches ``order[s*batch:(s+1)*batch]`` of rows of X and Y.
@@ -142,7 +171,34 @@ def train_minibatch(P, G, S, sizes, acts, loss, X, Y, order, batch, opt, hyper, 
     the step's loss summed over its batch; ``hits[s]`` how many of its samples
     have their largest output where Y has its largest entry. The first
     layer skips zero inputs in batches of fill (see :func:`gather`) at most
-    ``max_fill`` (0: never).
+    ``max_fill`` (0: never). :func:`train_batches` with no sample weights,
+    dense X and no per-step statistics.
+    """
+    none_i = np.empty(0, dtype=np.int32)
+    train_batches(P, G, S, sizes, acts, loss, X, Y, np.empty(0, dtype=P.dtype),
+                  np.empty(0, dtype=np.int64), none_i, np.empty(0, dtype=P.dtype), order,
+                  batch, opt, hyper, losses, hits, np.empty((0, 2)), max_fill)
+
+
+@jit
+def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, indptr, indices, data, order, batch,
+                  opt, hyper, losses, hits, stats, max_fill):
+    """:func:`train_minibatch`, with scikit-learn's extras.
+
+    * ``sw``: per-sample weights, indexed like the rows of X (empty: all
+      ones). A sample's loss and output gradient are multiplied by its
+      weight, and each step divides its summed gradient (and the L2 term
+      ``alpha``) by the batch's sum of weights instead of its size, as
+      scikit-learn does. ``losses[s]`` is then the weighted sum.
+    * ``indptr``, ``indices``, ``data``: X as a CSR matrix (used when
+      ``indptr`` is not empty; X is then ignored and may be ``(0, d)``).
+      Each batch's rows are scattered into the dense batch buffer, so the
+      work is proportional to their nonzeros, and the first layer's products
+      take the nonzeros' path as for dense inputs.
+    * ``stats`` (steps x 2, float64, or 0 rows to skip): per step, the sum
+      of the batch's weights and the sum of squares of every weight matrix
+      as the step's forward pass saw them (scikit-learn's L2 term of the
+      step's loss is ``0.5 alpha`` times it, divided by the first).
     """
     n_total = order.shape[0]
     if n_total == 0:
@@ -152,6 +208,9 @@ def train_minibatch(P, G, S, sizes, acts, loss, X, Y, order, batch, opt, hyper, 
     eps = np.finfo(P.dtype).eps
     woff, boff, aoff = offsets(sizes)
     d, c = sizes[0], sizes[L]
+    weighted = sw.shape[0] > 0
+    csr = indptr.shape[0] > 0
+    want_stats = stats.shape[0] > 0
     Xb = np.empty(batch * d, dtype=P.dtype)
     Yb = np.empty(batch * c, dtype=P.dtype)
     A = np.empty(batch * aoff[L], dtype=P.dtype)  # layer l's output at batch * aoff[l]
@@ -170,7 +229,23 @@ def train_minibatch(P, G, S, sizes, acts, loss, X, Y, order, batch, opt, hyper, 
         b = min(batch, n_total - lo)
         xb = Xb[:b * d].reshape((b, d))
         yb = Yb[:b * c].reshape((b, c))
-        sparse = gather(X, Y, order[lo:lo + b], xb, yb, max_fill * b * d)
+        rows = order[lo:lo + b]
+        if csr:
+            sparse = gather_csr(indptr, indices, data, Y, rows, xb, yb, max_fill * b * d)
+        else:
+            sparse = gather(X, Y, rows, xb, yb, max_fill * b * d)
+        divisor = float(b)
+        if weighted:
+            divisor = 0.0
+            for r in range(b):
+                divisor += sw[rows[r]]
+        if want_stats:
+            squares = 0.0
+            for ell in range(L):
+                for i in range(woff[ell], woff[ell] + sizes[ell] * sizes[ell + 1]):
+                    squares += P[i] * P[i]
+            stats[s, 0] = divisor
+            stats[s, 1] = squares
         # Forward.
         inp = xb
         for ell in range(L):
@@ -195,10 +270,18 @@ def train_minibatch(P, G, S, sizes, acts, loss, X, Y, order, batch, opt, hyper, 
         total = t(0)
         hit = 0
         for r in range(b):
-            total += head(loss, acts[L - 1], out[r], yb[r], dout[r], eps)
+            one = head(loss, acts[L - 1], out[r], yb[r], dout[r], eps)
+            if weighted:
+                w = t(sw[rows[r]])
+                one *= w
+                for j in range(c):
+                    dout[r, j] *= w
+            total += one
             hit += argmax(out[r]) == argmax(yb[r])
         losses[s] = total
         hits[s] = hit
+        if opt == ADAM:
+            hyper[H_T] += 1.0
         # Backward, each layer's update after its input gradient is taken.
         for ell in range(L - 1, -1, -1):
             m, n = sizes[ell], sizes[ell + 1]
@@ -226,5 +309,5 @@ def train_minibatch(P, G, S, sizes, acts, loss, X, Y, order, batch, opt, hyper, 
                 prev = D[batch * aoff[ell - 1]:batch * aoff[ell - 1] + b * m].reshape((b, m))
                 for r in range(b):
                     activation_backward(acts[ell - 1], a_in[r], da[r], prev[r])
-            update(opt, P, G, S, woff[ell], woff[ell] + m * n, hyper, b, True)
-            update(opt, P, G, S, boff[ell], boff[ell] + n, hyper, b, False)
+            update(opt, P, G, S, woff[ell], woff[ell] + m * n, hyper, divisor, True)
+            update(opt, P, G, S, boff[ell], boff[ell] + n, hyper, divisor, False)

@@ -3,12 +3,28 @@
 An optimizer reaches the kernels as a code (:mod:`fastmlp.kernels.codes`),
 a float64 vector ``hyper`` of its hyper-parameters, and one state buffer
 ``S`` (rows of per-parameter state laid out like the parameters: row 0 the
-velocity of momentum SGD). Adding an optimizer is one branch here and one
-class in :mod:`fastmlp.optimizers`.
+velocity of momentum SGD; rows 0 and 1 Adam's first and second moments).
+Adding an optimizer is one branch here and one class in
+:mod:`fastmlp.optimizers`.
 """
 
+import numpy as np
+
 from ._jit import jit
-from .codes import H_ALPHA, H_DECAY, H_GRAD_SCALE, H_LR, H_MOMENTUM, MOMENTUM, NESTEROV
+from .codes import (
+    ADAM,
+    H_ALPHA,
+    H_BETA1,
+    H_BETA2,
+    H_DECAY,
+    H_EPSILON,
+    H_GRAD_SCALE,
+    H_LR,
+    H_MOMENTUM,
+    H_T,
+    MOMENTUM,
+    NESTEROV,
+)
 
 __all__ = ["update"]
 
@@ -21,8 +37,14 @@ def update(opt, P, G, S, lo, hi, hyper, batch, decay_on):
     ``decay = weight_decay + alpha / batch`` where ``decay_on`` (weights; biases
     are never decayed): plain SGD ``P -= lr * g``; momentum ``V = mu * V - lr
     * g``, ``P += V``; Nesterov ``P += mu * V - lr * g`` after the same
-    velocity update (scikit-learn's rules). All arithmetic is in P's dtype.
-    Each case is its own loop, without branches, so that it vectorizes.
+    velocity update (scikit-learn's rules). Adam (scikit-learn's
+    ``AdamOptimizer``): ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``,
+    ``P += -lr_t m / (sqrt(v) + eps)`` with the bias correction folded into
+    ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)``, ``t = hyper[H_T]`` (the caller
+    advances it once per step). ``batch`` may be a float (scikit-learn divides
+    by the batch's sum of sample weights). All arithmetic on the parameters
+    is in P's dtype. Each case is its own loop, without branches, so that it
+    vectorizes.
     """
     t = P.dtype.type
     lr, mu = t(hyper[H_LR]), t(hyper[H_MOMENTUM])
@@ -34,7 +56,20 @@ def update(opt, P, G, S, lo, hi, hyper, batch, decay_on):
         decay = t(hyper[H_DECAY])
         if hyper[H_ALPHA] != 0:
             decay = decay + t(hyper[H_ALPHA]) / t(batch)
-    if opt == MOMENTUM:
+    if opt == ADAM:
+        b1, b2, step = hyper[H_BETA1], hyper[H_BETA2], hyper[H_T]
+        lr_t = t(hyper[H_LR] * np.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step))
+        c1, c2 = t(1.0 - b1), t(1.0 - b2)
+        tb1, tb2, eps = t(b1), t(b2), t(hyper[H_EPSILON])
+        M, V = S[0], S[1]
+        for i in range(lo, hi):
+            g = G[i] * scale + decay * P[i]
+            m = tb1 * M[i] + c1 * g
+            v = tb2 * V[i] + c2 * (g * g)
+            M[i] = m
+            V[i] = v
+            P[i] += -lr_t * m / (np.sqrt(v) + eps)
+    elif opt == MOMENTUM:
         V = S[0]
         for i in range(lo, hi):
             v = mu * V[i] - lr * (G[i] * scale + decay * P[i])
