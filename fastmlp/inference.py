@@ -116,8 +116,15 @@ LIST_ENTRIES = 16_384
 #: Samples a sparse list covers (kernels.inference.GROUP).
 GROUP = 4
 
-__all__ = ["default_threads", "forward", "pair_fill", "predict_classes", "score",
-           "sparse_limit"]
+__all__ = [
+    "default_threads",
+    "forward",
+    "pair_fill",
+    "predict_classes",
+    "score",
+    "sparse_limit",
+    "thread_pool",
+]
 
 
 def default_threads():
@@ -335,7 +342,7 @@ class _Call:
                 errors.append(exc)
 
         with one_blas_thread():
-            pool = _pool()
+            pool = thread_pool()
             futures = [pool.submit(worker) for _ in range(self.n_threads - 1)]
             worker()
             for f in futures:
@@ -373,12 +380,14 @@ _POOL = None
 _POOL_LOCK = threading.Lock()
 
 
-def _pool():
+def thread_pool():
+    """The process's pool of worker threads for compiled, GIL-releasing work
+    (inference chunks, L-BFGS evaluations): one per core but the caller's."""
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=max(1, default_threads() - 1),
-                                       thread_name_prefix="fastmlp-inference")
+                                       thread_name_prefix="fastmlp")
         return _POOL
 
 

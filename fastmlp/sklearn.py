@@ -25,9 +25,7 @@ picked up by the next call).
 """
 
 import itertools
-import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
 import numpy as np
@@ -53,7 +51,7 @@ from . import baseline
 from .blas import one_blas_thread
 from .config import SPARSE_DENSITY
 from .engines import get_engine, kernel_module
-from .inference import default_threads
+from .inference import default_threads, thread_pool
 from .inference import forward as forward_many
 from .kernels import codes
 from .layers import ACTIVATION_NAMES, Linear, Sigmoid, SoftMax
@@ -77,19 +75,6 @@ STOCHASTIC = ("sgd", "adam")
 CHUNK = 1024
 #: Below this many multiply-adds per L-BFGS evaluation, one thread.
 PARALLEL_MIN_WORK = 2_000_000
-
-_pool = None
-_pool_lock = threading.Lock()
-
-
-def _thread_pool():
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max(1, default_threads() - 1),
-                                       thread_name_prefix="fastmlp-lbfgs")
-        return _pool
-
 
 class _BaseMLP(BaseEstimator):
     """Shared parameters, checks and solvers of the two estimators."""
@@ -721,7 +706,7 @@ class _FullBatch:
         else:
             cuts = np.linspace(0, self.n, self.threads + 1).astype(int)
             with one_blas_thread():
-                futures = [_thread_pool().submit(self._part, k, cuts[k], cuts[k + 1])
+                futures = [thread_pool().submit(self._part, k, cuts[k], cuts[k + 1])
                            for k in range(1, self.threads)]
                 total = self._part(0, cuts[0], cuts[1])
                 total += sum(f.result() for f in futures)
