@@ -39,7 +39,7 @@ def speed_rows(doc):
     groups = defaultdict(dict)
     for b in doc["benchmarks"]:
         info = b.get("extra_info", {})
-        if "workload" in info:
+        if "workload" in info and "path" in info:
             key = (info["workload"], info["name"], info["mode"], info["dtype"])
             groups[key][info["path"]] = (b["stats"]["median"], info)
     def us(entry):
@@ -49,13 +49,19 @@ def speed_rows(doc):
     for key in sorted(groups, key=lambda k: (k[0], k[2] != "per-sample", k[2], k[3] != "float64")):
         paths = groups[key]
         base, stream, onepass = (us(paths.get(p)) for p in ("numpy", "stream", "numba-onepass"))
+        # The default path's ratio to the floor as measured next to it (the
+        # stream case times both, interleaved), else from the two rows.
+        beside = paths["stream"][1].get("step_over_stream") if "stream" in paths else None
         for p in sorted(paths, key=PATH_ORDER.index):
             t = us(paths[p])
             info = paths[p][1]
+            floor = t / stream if stream and p != "stream" else None
+            if p == "numba-fused" and beside:
+                floor = beside
             rows.append({
                 "workload": f"{key[0]} {key[1]}", "mode": key[2], "dtype": key[3], "path": p,
                 "us": t, "sps": 1e6 / t, "speedup": base / t if base else None,
-                "stream": t / stream if stream and p != "stream" else None,
+                "stream": floor,
                 "onepass": onepass / t if onepass and p in ("numba-blocked", "numba-fused")
                 else None,
                 "gflops": info.get("gflops"), "data": info.get("data", ""),
@@ -77,12 +83,20 @@ def markdown(doc):
     m = doc.get("machine_info", {})
     cpu = m.get("cpu", {}).get("brand_raw") or m.get("processor", "?")
     versions = m.get("versions", {})
+    blas = "; ".join(
+        f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture') or '?'} kernels, "
+        f"{b.get('num_threads')} thread(s), {Path(b.get('filepath', '')).name})"
+        for b in m.get("blas", []))
+    env = ", ".join(f"{k}={v}" for k, v in m.get("blas_env", {}).items()) or "none set"
     out = [
-        f"Machine: {cpu}, {m.get('cpu_count', '?')} cores; Python {m.get('python_version', '?')},"
-        f" numpy {versions.get('numpy', '?')}, numba {versions.get('numba', '?')}, fastmlp "
-        f"{versions.get('fastmlp', '?')}; BLAS threads pinned to {m.get('blas_threads', '?')}."
+        f"Machine: {cpu}, {m.get('cpu_count', '?')} cores ({m.get('cpu_flags', '?')}); Python "
+        f"{m.get('python_version', '?')}, numpy {versions.get('numpy', '?')}, numba "
+        f"{versions.get('numba', '?')}, fastmlp {versions.get('fastmlp', '?')}; BLAS threads "
+        f"pinned to {m.get('blas_threads', '?')}. BLAS: {blas or '?'}; OpenBLAS environment: "
+        f"{env}; load average at start {m.get('load_average', '?')}."
         f" Run {doc.get('datetime', '?')[:19]}. Medians of 5 timed calls, all paths in one"
-        " warm process after a warm-up call.",
+        " warm process after a warm-up call; the default path's ratio to the stream pass is"
+        " measured with the two interleaved.",
         "",
         "| workload | mode | dtype | path | µs / sample | samples / s | speed-up vs NumPy "
         "| time / stream pass | speed-up vs one-pass | GFLOP/s* |",
@@ -110,6 +124,15 @@ def markdown(doc):
         for b in digits:
             i = b["extra_info"]
             out.append(f"| {i['library']} | {b['stats']['median']:.3f} s | {i['accuracy']:.4f} |")
+    peer_rows = [b["extra_info"] for b in doc["benchmarks"] if "peer" in b.get("extra_info", {})]
+    if peer_rows:
+        out += ["", "| peers (interleaved in one process, medians) | dtype | peer | fastmlp µs "
+                "| peer µs | peer / fastmlp |", "|---|---|---|---:|---:|---:|"]
+        for i in sorted(peer_rows, key=lambda i: (i["workload"], i["dtype"] != "float64",
+                                                  i["peer"])):
+            out.append(f"| {i['workload']} {i['name']} {i['mode']} | {i['dtype']} | {i['peer']} "
+                       f"{i.get('peer_version', '')} | {fmt(i['fastmlp_us'])} | "
+                       f"{fmt(i['peer_us'])} | **{i['ratio']:.2f}x** |")
     compile_rows = [b for b in doc["benchmarks"] if "cache" in b.get("extra_info", {})]
     if compile_rows:
         out += ["", "| compile (notebook-003 network, fresh process) | dtype | import fastmlp "

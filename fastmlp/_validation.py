@@ -4,11 +4,68 @@ Every check raises before any model state changes, and every message names the
 argument, says what was received and what was expected.
 """
 
+import itertools
 import numbers
+import os
+import threading
 
 import numpy as np
 
+from .engines import kernel_module
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: Float arrays of at least this many bytes are checked by one compiled pass
+#: (:mod:`fastmlp.kernels.checks`, where Numba imports); smaller ones by NumPy.
+COMPILED_CHECK_BYTES = 1 << 16
+#: From this size the pass runs in chunks on up to CHECK_THREADS threads.
+PARALLEL_CHECK_BYTES = 8 << 20
+CHECK_THREADS = 4
+
+_checks = []  # [module or None], set on first use
+_pool = []
+_lock = threading.Lock()
+
+
+def _check_kernels():
+    """The compiled check kernels, or None where Numba does not import."""
+    if not _checks:
+        try:
+            module = kernel_module("checks")
+        except ImportError:
+            module = None
+        _checks.append(module)
+    return _checks[0]
+
+
+def _flat(arr):
+    """The 1-D view of a C- or F-contiguous float array big enough for the
+    compiled checks, or None."""
+    if arr.dtype not in FLOAT_DTYPES or arr.nbytes < COMPILED_CHECK_BYTES:
+        return None
+    if arr.flags.c_contiguous:
+        return arr.reshape(-1)
+    if arr.flags.f_contiguous:
+        return arr.T.reshape(-1)
+    return None
+
+
+def _first(fn, args, n, nbytes):
+    """The smallest non-negative ``fn(*args, lo, hi)`` over chunks of range(n)
+    (-1 if none): one call, or chunks on threads for a large array."""
+    workers = min(CHECK_THREADS, len(os.sched_getaffinity(0)) if hasattr(
+        os, "sched_getaffinity") else (os.cpu_count() or 1))
+    if nbytes < PARALLEL_CHECK_BYTES or workers < 2:
+        return fn(*args, 0, n)
+    with _lock:
+        if not _pool:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool.append(ThreadPoolExecutor(CHECK_THREADS, thread_name_prefix="fastmlp-check"))
+    bounds = [n * i // workers for i in range(workers + 1)]
+    futures = [_pool[0].submit(fn, *args, lo, hi) for lo, hi in itertools.pairwise(bounds)]
+    found = [f.result() for f in futures]
+    return min((i for i in found if i >= 0), default=-1)
 
 
 def check_int(value, name, minimum=0):
@@ -87,10 +144,16 @@ def as_float_matrix(value, name, dtype, rows=None, what="features"):
 
 def check_finite(arr, name):
     """Raise ValueError if ``arr`` holds NaN or infinity."""
-    # A sum in the array's own dtype is one pass with no temporary; only if it
-    # is not finite (NaN, inf, or an overflow of finite values) do we look
-    # element by element.
-    if not np.isfinite(arr.sum()) and not np.isfinite(arr).all():
+    # One compiled pass where Numba imports; else a sum in the array's own dtype
+    # (one pass, no temporary). Only if that finds something (NaN, inf, or for
+    # the sum an overflow of finite values) do we look element by element.
+    flat = _flat(arr)
+    kernels = _check_kernels() if flat is not None else None
+    if kernels is not None:
+        clean = _first(kernels.first_nonfinite, (flat,), flat.size, flat.nbytes) < 0
+    else:
+        clean = np.isfinite(arr.sum())
+    if not clean and not np.isfinite(arr).all():
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise ValueError(
             f"{name} must contain only finite values; found {arr[bad]} at index {bad}"
@@ -99,6 +162,13 @@ def check_finite(arr, name):
 
 def check_one_hot(Y, name="Y"):
     """Raise ValueError unless every column of ``Y`` is a one-hot vector."""
+    flat = _flat(Y) if Y.ndim == 2 else None
+    kernels = _check_kernels() if flat is not None else None
+    if kernels is not None:
+        rows, cols = Y.shape
+        steps = (cols, 1) if Y.flags.c_contiguous else (1, rows)
+        if _first(kernels.first_not_one_hot, (flat, rows, *steps), cols, flat.nbytes) < 0:
+            return
     zeros_and_ones = np.all((Y == 0) | (Y == 1))
     if not zeros_and_ones or not np.all(Y.sum(axis=0) == 1):
         col = int(np.flatnonzero(~(((Y == 0) | (Y == 1)).all(axis=0) & (Y.sum(axis=0) == 1)))[0])

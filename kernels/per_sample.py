@@ -24,6 +24,7 @@ import numpy as np
 
 from ._jit import REASSOC, jit
 from .activations import activate
+from .specialise import kernel_for
 from .step import step_state, upper_step, write_gradients
 
 
@@ -100,9 +101,30 @@ def first_layer_update(P, wo, bo, m, n, xp, dzp, lr):
                 w0[j] = w0[j] - c0 * dzp[j]
 
 
-@jit
+#: Run the kernels specialised per network shape (:mod:`fastmlp.kernels.specialise`);
+#: False runs :func:`sgd_per_sample_generic` (for comparisons).
+SPECIALISE = True
+
+
 def sgd_per_sample(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits):
     """Run one SGD step per entry of ``idx`` on the network in ``P``, in place.
+
+    On the kernel specialised for this network's shape (generated and compiled
+    on first use, then cached on disk: :func:`fastmlp.kernels.specialise.kernel_for`),
+    or, where none can be made, on :func:`sgd_per_sample_generic`. Same
+    arithmetic either way. Arguments as :func:`sgd_per_sample_generic`.
+    """
+    kernel = kernel_for(sizes, acts, loss) if SPECIALISE else None
+    if kernel is None:
+        sgd_per_sample_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits)
+    else:
+        kernel(P, G, X, Y, idx, lrate, losses, hits)
+
+
+@jit
+def sgd_per_sample_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits):
+    """Run one SGD step per entry of ``idx`` on the network in ``P``, in place,
+    for any network shape (read from ``sizes`` and ``acts`` at run time).
 
     Parameters
     ----------

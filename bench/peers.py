@@ -1,0 +1,127 @@
+"""Peer libraries doing fastmlp's arithmetic, for side-by-side rows in the bench.
+
+Optional (the ``peers`` extra): JAX, with the whole training loop in one
+``jit``-compiled ``lax.scan``, and PyTorch on the CPU, eager, one autograd
+step per sample or batch. Each trains the workload's network (same widths,
+activations, loss, learning rate) on the same data with plain SGD, one step
+per sample (or the mean gradient of a batch), from weights of the same scale.
+
+Threads: JAX (XLA) and PyTorch are held to ``THREADS`` threads, as the BLAS
+of fastmlp's rows: XLA's flags are set before JAX is imported (this module
+must be imported before anything imports JAX).
+"""
+
+import itertools
+import os
+
+import numpy as np
+
+THREADS = int(os.environ.get("FASTMLP_BENCH_THREADS", "1"))
+if THREADS == 1 and "XLA_FLAGS" not in os.environ:
+    os.environ["XLA_FLAGS"] = ("--xla_cpu_multi_thread_eigen=false "
+                               "intra_op_parallelism_threads=1")
+
+PEERS = ("jax", "torch")
+
+
+def available(peer):
+    """True if ``peer`` ("jax" or "torch") imports."""
+    try:
+        __import__(peer)
+    except ImportError:
+        return False
+    return True
+
+
+def version(peer):
+    return __import__(peer).__version__
+
+
+def _init(sizes, dtype, seed=0):
+    """Weights (m x n) and biases (n,) of each layer, scaled as fastmlp's Linear."""
+    rng = np.random.RandomState(seed)
+    return [((rng.randn(m, n) / np.sqrt(m)).astype(dtype), np.zeros(n, dtype=dtype))
+            for m, n in itertools.pairwise(sizes)]
+
+
+def jax_runner(workload, Xr, Yr, dtype, batch=1, seed=0):
+    """``run(idx)`` trains on the samples ``idx`` (steps x batch int array) in one
+    jitted ``lax.scan`` and waits for the result; returns it."""
+    import jax
+
+    if np.dtype(dtype) == np.float64:
+        jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    act = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}[workload.hidden]
+    n_layers = len(workload.sizes) - 1
+    lr = np.dtype(dtype).type(workload.lrate)
+
+    def loss_fn(params, x, y):
+        a = x
+        for i, (W, b) in enumerate(params):
+            a = a @ W + b
+            if i < n_layers - 1:
+                a = act(a)
+        if workload.head == "softmax-nll":
+            return -(y * jax.nn.log_softmax(a)).sum() / x.shape[0]
+        return ((a - y) ** 2).sum() / x.shape[0]
+
+    grad = jax.grad(loss_fn)
+
+    @jax.jit
+    def train(params, X, Y, idx):
+        def step(p, ix):
+            g = grad(p, X[ix], Y[ix])
+            return jax.tree.map(lambda w, gw: w - lr * gw, p, g), None
+
+        return jax.lax.scan(step, params, idx)[0]
+
+    X = jax.device_put(jnp.asarray(Xr, dtype=dtype))
+    Y = jax.device_put(jnp.asarray(Yr, dtype=dtype))
+    state = {"p": jax.tree.map(jnp.asarray, _init(workload.sizes, dtype, seed))}
+
+    def run(idx):
+        state["p"] = jax.block_until_ready(train(state["p"], X, Y, jnp.asarray(idx)))
+
+    return run
+
+
+def torch_runner(workload, Xr, Yr, dtype, batch=1, seed=0):
+    """``run(idx)``: eager PyTorch, one autograd step per row of ``idx``."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    tdt = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}[
+        np.dtype(dtype)]
+    X, Y = torch.from_numpy(np.ascontiguousarray(Xr, dtype=dtype)), torch.from_numpy(
+        np.ascontiguousarray(Yr, dtype=dtype))
+    params = [t for W, b in _init(workload.sizes, dtype, seed)
+              for t in (torch.from_numpy(W).requires_grad_(), torch.from_numpy(b).requires_grad_())]
+    act = {"relu": torch.relu, "sigmoid": torch.sigmoid}[workload.hidden]
+    n_layers = len(workload.sizes) - 1
+    lr = workload.lrate
+    assert tdt == X.dtype
+
+    def run(idx):
+        for ix in torch.from_numpy(np.asarray(idx)):
+            x, y = X[ix], Y[ix]
+            a = x
+            for i in range(n_layers):
+                a = a @ params[2 * i] + params[2 * i + 1]
+                if i < n_layers - 1:
+                    a = act(a)
+            if workload.head == "softmax-nll":
+                loss = -(y * torch.log_softmax(a, dim=1)).sum() / x.shape[0]
+            else:
+                loss = ((a - y) ** 2).sum() / x.shape[0]
+            loss.backward()
+            with torch.no_grad():
+                for p in params:
+                    p -= lr * p.grad
+                    p.grad = None
+
+    return run
+
+
+RUNNERS = {"jax": jax_runner, "torch": torch_runner}

@@ -1,0 +1,66 @@
+"""fastmlp against its peers, side by side: JAX (``jit`` + ``lax.scan``) and
+PyTorch eager on the CPU, per-sample SGD on the bench's workloads.
+
+Optional: each peer's rows are skipped when it is not installed (the
+``peers`` extra installs both). Import this module before anything imports
+JAX (pytest collects ``bench/`` in file order; ``peers`` sets XLA's thread
+flags on import).
+
+Each test times fastmlp's default path and the peer *interleaved* in one
+process (fastmlp, peer, fastmlp, peer, ... after a warm-up of each) and
+records both medians and their ratio (peer time / fastmlp time: above 1,
+fastmlp is faster), so a busy neighbour slows both alike.
+"""
+
+import time
+
+import numpy as np
+import peers
+import pytest
+from workloads import PER_SAMPLE_STEPS, WORKLOADS, Case, data, make_runner
+
+#: Per-sample steps per timed peer call (PyTorch eager is ~100x slower per step).
+PEER_STEPS = {"jax": {"W1": 50_000, "W2": 20_000, "W2d": 20_000},
+              "torch": {"W1": 2_000, "W2": 1_000, "W2d": 1_000}}
+ROUNDS = 5
+
+CASES = [(w, dt, p) for w in ("W1", "W2", "W2d") for dt in ("float64", "float32")
+         for p in peers.PEERS]
+
+
+@pytest.mark.parametrize("workload, dtype, peer", CASES,
+                         ids=[f"{w}-per-sample-{dt}-{p}" for w, dt, p in CASES])
+def test_peer(benchmark, workload, dtype, peer, scale):
+    if not peers.available(peer):
+        pytest.skip(f"{peer} is not installed (pip install fastmlp[peers])")
+    w = WORKLOADS[workload]
+    X, Y, source = data(workload, dtype)
+    Xr, Yr = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
+    ours, our_steps, _ = make_runner(Case(workload, "per-sample", dtype, "numba-fused",
+                                          PER_SAMPLE_STEPS[workload]), scale)
+    steps = max(10, int(PEER_STEPS[peer][workload] * scale))
+    rng = np.random.RandomState(0)
+    idx = rng.randint(Xr.shape[0], size=(ROUNDS + 1, steps, 1)).astype(np.int32)
+    theirs = peers.RUNNERS[peer](w, Xr, Yr, dtype)
+    ours(max(1, our_steps // 10))
+    theirs(idx[0])  # warm-up: compiles (JAX), allocates
+    times = {"fastmlp": [], peer: []}
+    rounds = 1 if scale < 1 else ROUNDS
+
+    def interleaved():
+        for r in range(rounds):
+            t0 = time.perf_counter()
+            ours()
+            t1 = time.perf_counter()
+            theirs(idx[1 + r])
+            t2 = time.perf_counter()
+            times["fastmlp"].append((t1 - t0) / our_steps * 1e6)
+            times[peer].append((t2 - t1) / steps * 1e6)
+
+    benchmark.group = f"peers {workload} {w.name} per-sample {dtype}"
+    benchmark.pedantic(interleaved, rounds=1, iterations=1)
+    fm, pm = float(np.median(times["fastmlp"])), float(np.median(times[peer]))
+    benchmark.extra_info.update(
+        workload=workload, name=w.name, mode="per-sample", dtype=dtype, peer=peer,
+        peer_version=peers.version(peer), data=source, fastmlp_us=fm, peer_us=pm,
+        ratio=pm / fm, fastmlp_path=ours.model.path, rounds=rounds)
