@@ -56,35 +56,40 @@ def update(opt, P, G, S, lo, hi, hyper, batch, decay_on):
         decay = t(hyper[H_DECAY])
         if hyper[H_ALPHA] != 0:
             decay = decay + t(hyper[H_ALPHA]) / t(batch)
+    # Views and loops from 0: an index known to be non-negative needs no
+    # wrap-around check, so the loops vectorize (a range(lo, hi) index did
+    # not, measured 1.5x slower on a float32 momentum step).
+    p, g = P[lo:hi], G[lo:hi]
+    n = hi - lo
     if opt == ADAM:
         b1, b2, step = hyper[H_BETA1], hyper[H_BETA2], hyper[H_T]
         lr_t = t(hyper[H_LR] * np.sqrt(1.0 - b2 ** step) / (1.0 - b1 ** step))
         c1, c2 = t(1.0 - b1), t(1.0 - b2)
         tb1, tb2, eps = t(b1), t(b2), t(hyper[H_EPSILON])
-        M, V = S[0], S[1]
-        for i in range(lo, hi):
-            g = G[i] * scale + decay * P[i]
-            m = tb1 * M[i] + c1 * g
-            v = tb2 * V[i] + c2 * (g * g)
+        M, V = S[0, lo:hi], S[1, lo:hi]
+        for i in range(n):
+            gi = g[i] * scale + decay * p[i]
+            m = tb1 * M[i] + c1 * gi
+            v = tb2 * V[i] + c2 * (gi * gi)
             M[i] = m
             V[i] = v
-            P[i] += -lr_t * m / (np.sqrt(v) + eps)
+            p[i] += -lr_t * m / (np.sqrt(v) + eps)
     elif opt == MOMENTUM:
-        V = S[0]
-        for i in range(lo, hi):
-            v = mu * V[i] - lr * (G[i] * scale + decay * P[i])
+        V = S[0, lo:hi]
+        for i in range(n):
+            v = mu * V[i] - lr * (g[i] * scale + decay * p[i])
             V[i] = v
-            P[i] += v
+            p[i] += v
     elif opt == NESTEROV:
-        V = S[0]
-        for i in range(lo, hi):
-            g = G[i] * scale + decay * P[i]
-            v = mu * V[i] - lr * g
+        V = S[0, lo:hi]
+        for i in range(n):
+            gi = g[i] * scale + decay * p[i]
+            v = mu * V[i] - lr * gi
             V[i] = v
-            P[i] += mu * v - lr * g
+            p[i] += mu * v - lr * gi
     elif decay == 0:
-        for i in range(lo, hi):
-            P[i] -= lr * (G[i] * scale)
+        for i in range(n):
+            p[i] -= lr * (g[i] * scale)
     else:
-        for i in range(lo, hi):
-            P[i] -= lr * (G[i] * scale + decay * P[i])
+        for i in range(n):
+            p[i] -= lr * (g[i] * scale + decay * p[i])
