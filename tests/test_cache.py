@@ -11,6 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastmlp.engines import numba_available
@@ -138,3 +139,27 @@ def test_library_cache_damaged_every_way_recovers_with_one_warning(tmp_path):
             assert err.count("repaired the Numba kernel cache in") == 1, (ext, damage, err)
             assert str(cache) in err
     assert "repaired" not in run()  # saved again: the next process loads cleanly
+
+
+def test_every_kernel_file_is_part_of_each_cache_key():
+    """Numba does not see a change in a callee's file: the key carries a digest
+    of every kernel source, so such a change recompiles every kernel."""
+    from fastmlp.kernels import _jit
+    from fastmlp.kernels.update import update
+
+    from fastmlp.optimizers import SGD
+
+    digest = _jit.sources_digest()
+    assert len(digest) == 64
+    cache = update._cache
+    if not isinstance(cache, _jit.SelfHealingCache):
+        pytest.skip("no disk cache in this process")
+    opt, P = SGD(0.1), np.ones(3)
+    update(opt.code, P, np.ones(3), np.zeros((1, 3)), 0, 3, opt.hyper(), 1.0, True)
+    key = cache._index_key(update.signatures[0], update.targetctx.codegen())
+    assert key[-1] == digest
+    _jit.sources_digest.cache_clear()
+    try:
+        assert _jit.sources_digest() == digest  # read again: the same files, the same key
+    finally:
+        _jit.sources_digest.cache_clear()
