@@ -45,10 +45,13 @@ DENSITY_SAMPLE = 256
 #: (its GEMMs and Gram terms cost more than they save): one-pass.
 BLOCK_MIN_WEIGHTS = 16_384
 #: Block size the rules pick for dense inputs. Measured on 784-100-10 with
-#: uniform random pixels: k = 32 fastest in both dtypes, 1.5-1.8x the
-#: one-pass kernel. On sparse inputs (MNIST) the blocked kernel on the
-#: nonzeros gains only 1.05-1.1x, within noise, so the rules keep one-pass.
-DENSE_BLOCK = 32
+#: uniform random pixels, one BLAS thread, on this project's Zen 3 machine:
+#: 16.8 / 14.1 us per step at k = 64 against 18.0 / 15.1 at k = 32 and 19.9 /
+#: 15.3 at k = 128 (float64 / float32), about 1.5-1.8x the one-pass kernel
+#: (the previous, timing-based choice also settled on 64 here). On sparse
+#: inputs (MNIST) the blocked kernel on the nonzeros gains only 1.05-1.1x,
+#: within noise, so the rules keep one-pass.
+DENSE_BLOCK = 64
 #: Largest block size accepted (the k x k Gram buffer grows with its square).
 BLOCK_MAX = 4096
 

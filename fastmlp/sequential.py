@@ -114,7 +114,7 @@ class Sequential:
         engine, built-in layers only, ``fuse`` True) or "layer-by-layer" (the
         notebook's loop of Python calls, built-in layers still on the
         engine's kernels) and the reason. After a training call it names the
-        kernel, for instance "fused per-sample, blocked k=32 with GEMMs;
+        kernel, for instance "fused per-sample, blocked k=64 with GEMMs;
         samples read in place"; see :mod:`fastmlp.plan`.
         """
         plan = self._plan if self._plan is not None else route(self)[1]

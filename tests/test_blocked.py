@@ -152,7 +152,7 @@ def test_tune_is_measured_once_and_remembered(monkeypatch):
     short = twin(build, "numba", "tune")
     monkeypatch.setattr(tuning, "_TUNED", {})
     short.sgd(X, Y, iters=50, verbose=False)  # too short to measure: the rules decide
-    assert len(calls) == 1 and short.block_size == 32
+    assert len(calls) == 1 and short.block_size == 64
     assert real is not counting
 
 

@@ -65,5 +65,5 @@ def test_three_fresh_processes_agree_to_the_bit():
     assert first == loaded == third
     paths = [line.split("[")[1].split("]")[0] for line in first.splitlines()]
     assert paths[0].startswith("fused per-sample, one-pass")  # sparse: one-pass
-    assert paths[2].startswith("fused per-sample, blocked k=32 with GEMMs")  # dense: blocked
+    assert paths[2].startswith("fused per-sample, blocked k=64 with GEMMs")  # dense: blocked
     assert paths[1].startswith("fused mini-batch, first layer on nonzeros")

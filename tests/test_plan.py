@@ -66,7 +66,7 @@ def test_route_before_training(build, expected):
         (20, 10, 0.0, "auto", "F", 10_000, "fused per-sample, one-pass; samples read in place"),
         # wide first layer, dense inputs: the rules block with GEMMs on one BLAS thread
         (200, 100, 0.0, "auto", "F", 10_000,
-         "fused per-sample, blocked k=32 with GEMMs; samples read in place; BLAS on 1 thread"),
+         "fused per-sample, blocked k=64 with GEMMs; samples read in place; BLAS on 1 thread"),
         # wide, sparse (MNIST-like): one-pass
         (200, 100, 0.8, "auto", "F", 10_000, "fused per-sample, one-pass; samples read in place"),
         # an explicit block on sparse inputs: on the nonzeros
@@ -107,7 +107,7 @@ def test_training_records_the_plan_and_block_size():
     X, Y = data(200, 400, 0.0)
     nn = net(200, 100)
     nn.sgd(X, Y, iters=100, verbose=False)
-    assert nn.path.startswith("fused per-sample, blocked k=32 with GEMMs") and nn.block_size == 32
+    assert nn.path.startswith("fused per-sample, blocked k=64 with GEMMs") and nn.block_size == 64
     nn.fit(X, Y, epochs=1, batch_size=16, verbose=0)
     assert nn.path.startswith("fused mini-batch") and nn.block_size is None
     assert f"path={nn.path!r}" in repr(nn)
