@@ -26,7 +26,70 @@ ADAPTIVE_FLOOR = 1e-6
 ADAPTIVE_FACTOR = 5.0
 
 
-class SGD:
+class _Optimizer:
+    """What every optimizer shares: the gradient's extra terms (``weight_decay``,
+    ``alpha``, ``grad_scale``), the hyper-parameter vector the kernels read,
+    the state buffer kept across calls, and the ``repr``. A subclass sets
+    ``code`` and ``n_state`` and fills its own entries of the vector."""
+
+    #: (name, default) of the parameters ``repr`` shows when not at their default.
+    _shown = ()
+
+    def _init_terms(self, learning_rate_init, weight_decay, alpha, grad_scale):
+        self.learning_rate_init = v.check_positive_float(learning_rate_init, "lrate")
+        self.weight_decay = v.check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+        self.alpha = v.check_positive_float(alpha, "alpha", allow_zero=True)
+        self.grad_scale = v.check_positive_float(grad_scale, "grad_scale")
+        self.state = None
+
+    def hyper(self):
+        """The hyper-parameter vector the kernels read (layout in ``kernels.codes``)."""
+        h = self._vector()
+        h[codes.H_DECAY] = self.weight_decay
+        h[codes.H_ALPHA] = self.alpha
+        h[codes.H_GRAD_SCALE] = self.grad_scale
+        for index, value in self._entries():
+            h[index] = value
+        return h
+
+    def prepare(self, n_params, dtype, previous=None):
+        """Make the state for ``n_params`` parameters of ``dtype``; keep the
+        current one if it fits, else take ``previous``'s (an optimizer of an
+        earlier call, so the state persists across calls, as in Keras)."""
+        shape = (max(self.n_state, 1), n_params)
+        for source in (self, previous):
+            S = getattr(source, "state", None)
+            if (isinstance(S, np.ndarray) and S.shape == shape and S.dtype == dtype
+                    and self._can_adopt(source)):
+                self.state = S
+                self._adopt(source)
+                return S
+        self.state = np.zeros(shape, dtype=dtype)
+        self._adopt(None)
+        return self.state
+
+    def reset(self):
+        """Zero the state and restart the schedule."""
+        if self.state is not None:
+            self.state[...] = 0
+        self._restart()
+
+    def _can_adopt(self, source):
+        return True
+
+    def _adopt(self, source):
+        """Take over what goes with ``source``'s state (None: fresh state)."""
+
+    def __repr__(self):
+        parts = [f"{self.learning_rate_init!r}"]
+        for name, default in self._shown:
+            value = getattr(self, name)
+            if value != default:
+                parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+class SGD(_Optimizer):
     """Stochastic gradient descent, with optional momentum, Nesterov and L2 decay.
 
     Parameters
@@ -64,24 +127,23 @@ class SGD:
         flattened; made by :meth:`prepare`.
     """
 
+    _shown = (("momentum", 0.0), ("nesterov", False), ("weight_decay", 0.0), ("alpha", 0.0),
+              ("grad_scale", 1.0), ("lr_schedule", "constant"))
+
     def __init__(self, learning_rate_init=0.01, *, momentum=0.0, nesterov=False,
                  weight_decay=0.0, alpha=0.0, grad_scale=1.0, lr_schedule="constant",
                  power_t=0.5):
-        self.learning_rate_init = v.check_positive_float(learning_rate_init, "lrate")
+        self._init_terms(learning_rate_init, weight_decay, alpha, grad_scale)
         self.momentum = v.check_positive_float(momentum, "momentum", allow_zero=True)
         if self.momentum >= 1:
             raise ValueError(f"momentum must be in [0, 1); got {momentum!r}")
         self.nesterov = v.check_bool(nesterov, "nesterov")
-        self.weight_decay = v.check_positive_float(weight_decay, "weight_decay", allow_zero=True)
-        self.alpha = v.check_positive_float(alpha, "alpha", allow_zero=True)
-        self.grad_scale = v.check_positive_float(grad_scale, "grad_scale")
         if not (callable(lr_schedule) or lr_schedule in SCHEDULES):
             raise ValueError(f"lr_schedule must be one of {SCHEDULES} or a callable; "
                              f"got {lr_schedule!r}")
         self.lr_schedule = lr_schedule
         self.power_t = v.check_positive_float(power_t, "power_t", allow_zero=True)
         self.learning_rate = self.learning_rate_init
-        self.state = None
 
     @property
     def code(self):
@@ -102,33 +164,13 @@ class SGD:
         return (self.momentum == 0 and self.weight_decay == 0 and self.alpha == 0
                 and self.grad_scale == 1)
 
-    def hyper(self):
-        """The hyper-parameter vector the kernels read (layout in ``kernels.codes``)."""
-        h = np.zeros(codes.N_HYPER)
-        h[codes.H_LR] = self.learning_rate
-        h[codes.H_MOMENTUM] = self.momentum
-        h[codes.H_DECAY] = self.weight_decay
-        h[codes.H_ALPHA] = self.alpha
-        h[codes.H_GRAD_SCALE] = self.grad_scale
-        return h
+    def _vector(self):
+        return np.zeros(codes.N_HYPER)
 
-    def prepare(self, n_params, dtype, previous=None):
-        """Make the state for ``n_params`` parameters of ``dtype``; keep the
-        current one if it fits, else take ``previous``'s (an optimizer of an
-        earlier call, so velocities persist across calls, as in Keras)."""
-        shape = (max(self.n_state, 1), n_params)
-        for source in (self, previous):
-            S = getattr(source, "state", None)
-            if isinstance(S, np.ndarray) and S.shape == shape and S.dtype == dtype:
-                self.state = S
-                return S
-        self.state = np.zeros(shape, dtype=dtype)
-        return self.state
+    def _entries(self):
+        return ((codes.H_LR, self.learning_rate), (codes.H_MOMENTUM, self.momentum))
 
-    def reset(self):
-        """Zero the state and restore the initial rate."""
-        if self.state is not None:
-            self.state[...] = 0
+    def _restart(self):
         self.learning_rate = self.learning_rate_init
 
     def begin_epoch(self, epoch):
@@ -152,17 +194,8 @@ class SGD:
         self.learning_rate /= ADAPTIVE_FACTOR
         return True
 
-    def __repr__(self):
-        parts = [f"{self.learning_rate_init!r}"]
-        for name, default in (("momentum", 0.0), ("nesterov", False), ("weight_decay", 0.0),
-                              ("alpha", 0.0), ("grad_scale", 1.0), ("lr_schedule", "constant")):
-            value = getattr(self, name)
-            if value != default:
-                parts.append(f"{name}={value!r}")
-        return f"SGD({', '.join(parts)})"
 
-
-class Adam:
+class Adam(_Optimizer):
     """Adam (Kingma and Ba), exactly as scikit-learn's ``AdamOptimizer``.
 
     Per step ``t`` (counted over all calls; one per mini-batch):
@@ -195,17 +228,13 @@ class Adam:
 
     def __init__(self, learning_rate_init=0.001, *, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
                  weight_decay=0.0, alpha=0.0, grad_scale=1.0):
-        self.learning_rate_init = v.check_positive_float(learning_rate_init, "lrate")
+        self._init_terms(learning_rate_init, weight_decay, alpha, grad_scale)
         for name, value in (("beta_1", beta_1), ("beta_2", beta_2)):
             v.check_positive_float(value, name, allow_zero=True)
             if value >= 1:
                 raise ValueError(f"{name} must be in [0, 1); got {value!r}")
         self.beta_1, self.beta_2 = float(beta_1), float(beta_2)
         self.epsilon = v.check_positive_float(epsilon, "epsilon")
-        self.weight_decay = v.check_positive_float(weight_decay, "weight_decay", allow_zero=True)
-        self.alpha = v.check_positive_float(alpha, "alpha", allow_zero=True)
-        self.grad_scale = v.check_positive_float(grad_scale, "grad_scale")
-        self.state = None
         # The kernels read the hyper-parameters from this vector and advance
         # its step counter in place, so it persists between calls.
         self._hyper = np.zeros(codes.N_HYPER)
@@ -225,39 +254,25 @@ class Adam:
         return (self.learning_rate_init * np.sqrt(1 - self.beta_2 ** t)
                 / (1 - self.beta_1 ** t))
 
-    def hyper(self):
-        """The hyper-parameter vector the kernels read, and whose ``H_T`` entry
-        they advance once per step (the same array on every call)."""
-        h = self._hyper
-        h[codes.H_LR] = self.learning_rate_init
-        h[codes.H_DECAY] = self.weight_decay
-        h[codes.H_ALPHA] = self.alpha
-        h[codes.H_GRAD_SCALE] = self.grad_scale
-        h[codes.H_BETA1] = self.beta_1
-        h[codes.H_BETA2] = self.beta_2
-        h[codes.H_EPSILON] = self.epsilon
-        return h
+    _shown = (("beta_1", 0.9), ("beta_2", 0.999), ("epsilon", 1e-8), ("weight_decay", 0.0),
+              ("alpha", 0.0), ("grad_scale", 1.0))
 
-    def prepare(self, n_params, dtype, previous=None):
-        """Make the moments for ``n_params`` parameters of ``dtype``; keep the
-        current ones if they fit, else take ``previous``'s (an Adam of an
-        earlier call, with its step counter)."""
-        shape = (2, n_params)
-        for source in (self, previous):
-            S = getattr(source, "state", None)
-            if (isinstance(source, Adam) and isinstance(S, np.ndarray) and S.shape == shape
-                    and S.dtype == dtype):
-                self.state = S
-                self._hyper[codes.H_T] = source._hyper[codes.H_T]
-                return S
-        self.state = np.zeros(shape, dtype=dtype)
-        self._hyper[codes.H_T] = 0
-        return self.state
+    def _vector(self):
+        # The same array on every call: the kernels advance its step counter.
+        return self._hyper
 
-    def reset(self):
-        """Zero the moments and the step counter."""
-        if self.state is not None:
-            self.state[...] = 0
+    def _entries(self):
+        return ((codes.H_LR, self.learning_rate_init), (codes.H_BETA1, self.beta_1),
+                (codes.H_BETA2, self.beta_2), (codes.H_EPSILON, self.epsilon))
+
+    def _can_adopt(self, source):
+        return isinstance(source, Adam)
+
+    def _adopt(self, source):
+        # The step counter goes with the moments (bias correction).
+        self._hyper[codes.H_T] = 0 if source is None else source._hyper[codes.H_T]
+
+    def _restart(self):
         self._hyper[codes.H_T] = 0
 
     def begin_epoch(self, epoch):
@@ -269,15 +284,6 @@ class Adam:
     def reduce_on_plateau(self):
         """Adam has no "adaptive" schedule: a plateau ends training."""
         return False
-
-    def __repr__(self):
-        parts = [f"{self.learning_rate_init!r}"]
-        for name, default in (("beta_1", 0.9), ("beta_2", 0.999), ("epsilon", 1e-8),
-                              ("weight_decay", 0.0), ("alpha", 0.0), ("grad_scale", 1.0)):
-            value = getattr(self, name)
-            if value != default:
-                parts.append(f"{name}={value!r}")
-        return f"Adam({', '.join(parts)})"
 
 
 #: Optimizers by name, for ``Sequential.fit(optimizer=...)``.
