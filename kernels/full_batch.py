@@ -18,9 +18,19 @@ run BLAS products. Callers split the rows between threads (each with its own
 import numpy as np
 
 from ._jit import REASSOC, jit
-from .activations import activation_backward
-from .heads import head
-from .minibatch import activate_rows, gather, pair_lists, pair_products
+from .minibatch import (
+    FIRST_BLAS,
+    FIRST_PAIRS,
+    FIRST_READY,
+    add_bias_gradient,
+    batch_head,
+    forward_batch,
+    gather,
+    input_gradient,
+    pair_lists,
+    pair_products,
+    pair_workspace,
+)
 from .step import offsets
 
 __all__ = ["loss_grad"]
@@ -64,7 +74,6 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, lo, hi, 
     and the division by the sum of weights are the caller's.
     """
     L = sizes.shape[0] - 1
-    t = P.dtype.type
     eps = np.finfo(P.dtype).eps
     woff, boff, aoff = offsets(sizes)
     d, c = sizes[0], sizes[L]
@@ -79,10 +88,7 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, lo, hi, 
         gmax = max(gmax, sizes[ell] * sizes[ell + 1])
     gtmp = np.empty(gmax, dtype=P.dtype)
     dense_pairs = (not csr) and max_fill > 0
-    cap = int(min(max(max_fill, 0.0), 1.0) * chunk * d) + 1 if dense_pairs else 1
-    lists = (np.empty(max(chunk, d) // 2 + 2, dtype=np.int64), np.empty(cap, dtype=np.int32),
-             np.empty(cap, dtype=P.dtype), np.empty(cap, dtype=P.dtype),
-             np.empty(sizes[1], dtype=P.dtype))
+    lists = pair_workspace(P, chunk, d, sizes[1], max_fill if dense_pairs else 0.0)
     Xb = np.empty(chunk * d if dense_pairs else 0, dtype=P.dtype)
     Yb = np.empty(chunk * c if dense_pairs else 0, dtype=P.dtype)
     rows = np.arange(hi - lo if dense_pairs else 0, dtype=np.int64) + lo
@@ -98,36 +104,18 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, lo, hi, 
             sparse = gather(X, Y, rows[start - lo:start - lo + b], xb, yb, max_fill * b * d)
         else:
             xb = X[start:start + b]
-        inp = xb
-        for ell in range(L):
-            m, n = sizes[ell], sizes[ell + 1]
-            W = P[woff[ell]:woff[ell] + m * n].reshape((m, n))
-            bias = P[boff[ell]:boff[ell] + n]
-            Z = A[chunk * aoff[ell]:chunk * aoff[ell] + b * n].reshape((b, n))
-            if ell == 0 and csr:
-                csr_forward(indptr, indices, data, start, W, Z)
-            elif ell == 0 and sparse:
-                pair_lists(xb, lists)
-                pair_products(lists, W, Z)
-            else:
-                np.dot(inp, W, Z)
-            for r in range(b):
-                for j in range(n):
-                    Z[r, j] += bias[j]
-            activate_rows(acts[ell], Z)
-            inp = Z
+        first = FIRST_PAIRS if sparse else FIRST_BLAS
+        if csr:  # the first layer's product straight from the CSR rows
+            n = sizes[1]
+            csr_forward(indptr, indices, data, start, P[woff[0]:woff[0] + d * n].reshape((d, n)),
+                        A[chunk * aoff[0]:chunk * aoff[0] + b * n].reshape((b, n)))
+            first = FIRST_READY
+        forward_batch(P, A, sizes, woff, boff, aoff, acts, chunk, b, xb, first, lists)
         oL = chunk * aoff[L - 1]
         out = A[oL:oL + b * c].reshape((b, c))
         dout = D[oL:oL + b * c].reshape((b, c))
-        part = t(0)
-        for r in range(b):
-            one = head(loss, acts[L - 1], out[r], Y[start + r], dout[r], eps)
-            if weighted:
-                w = t(sw[start + r])
-                one *= w
-                for j in range(c):
-                    dout[r, j] *= w
-            part += one
+        wb = sw[start:start + b] if weighted else sw[0:0]
+        part, _ = batch_head(loss, acts[L - 1], out, Y[start:start + b], dout, wb, eps)
         total += part
         for ell in range(L - 1, -1, -1):
             m, n = sizes[ell], sizes[ell + 1]
@@ -150,14 +138,9 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, lo, hi, 
                 for i in range(m):
                     for j in range(n):
                         gW[i, j] += tmp[i, j]
-            for r in range(b):
-                for j in range(n):
-                    gb[j] += dz[r, j]
+            add_bias_gradient(dz, gb)
             if ell > 0:
                 a_in = A[chunk * aoff[ell - 1]:chunk * aoff[ell - 1] + b * m].reshape((b, m))
-                da = dA[:b * m].reshape((b, m))
-                np.dot(dz, W.T, da)
                 prev = D[chunk * aoff[ell - 1]:chunk * aoff[ell - 1] + b * m].reshape((b, m))
-                for r in range(b):
-                    activation_backward(acts[ell - 1], a_in[r], da[r], prev[r])
+                input_gradient(acts[ell - 1], W, dz, a_in, dA[:b * m].reshape((b, m)), prev)
     return total

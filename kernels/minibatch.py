@@ -55,6 +55,19 @@ def pair_lists(A, lists):
     ptr[(rows + 1) // 2] = k
 
 
+@jit
+def pair_workspace(P, rows, d, n, max_fill):
+    """The ``lists`` workspace of :func:`pair_lists` for batches of up to
+    ``rows`` x ``d`` entries of ``P``'s dtype whose first layer has ``n``
+    outputs. A batch takes the sparse path only if its two lists hold at
+    most ``max_fill * rows * d`` entries (neither can hold more than
+    ``rows * d``), so that bounds their size; 0 makes it minimal."""
+    cap = int(min(max(max_fill, 0.0), 1.0) * rows * d) + 1
+    return (np.empty(max(rows, d) // 2 + 2, dtype=np.int64), np.empty(cap, dtype=np.int32),
+            np.empty(cap, dtype=P.dtype), np.empty(cap, dtype=P.dtype),
+            np.empty(n, dtype=P.dtype))
+
+
 @jit(fastmath=REASSOC)
 def pair_products(lists, S, out):
     """``out = A @ S`` from the ``lists`` of :func:`pair_lists` of A.
@@ -124,11 +137,72 @@ def gather(X, Y, rows, xb, yb, max_work):
     return work <= max_work
 
 
+#: How :func:`forward_batch` makes the first layer's product.
+FIRST_BLAS, FIRST_PAIRS, FIRST_READY = 0, 1, 2
+
+
 @jit
-def activate_rows(code, Z):
-    """Apply activation ``code`` to every row of ``Z`` in place."""
-    for r in range(Z.shape[0]):
-        activate(code, Z[r])
+def forward_batch(P, A, sizes, woff, boff, aoff, acts, stride, b, xb, first, lists):
+    """Forward pass of a batch of ``b`` rows ``xb``, layer l's output to
+    ``A[stride * aoff[l]:]`` as b x n rows. ``first`` is how layer 0's product
+    is made: FIRST_BLAS (a GEMM), FIRST_PAIRS (from the nonzeros, see
+    :func:`pair_lists`) or FIRST_READY (the caller put it in place, e.g. from
+    a CSR matrix; ``xb`` is then not read)."""
+    inp = xb
+    for ell in range(sizes.shape[0] - 1):
+        m, n = sizes[ell], sizes[ell + 1]
+        W = P[woff[ell]:woff[ell] + m * n].reshape((m, n))
+        bias = P[boff[ell]:boff[ell] + n]
+        Z = A[stride * aoff[ell]:stride * aoff[ell] + b * n].reshape((b, n))
+        if ell == 0 and first == FIRST_PAIRS:
+            pair_lists(xb, lists)
+            pair_products(lists, W, Z)
+        elif ell > 0 or first == FIRST_BLAS:
+            np.dot(inp, W, Z)
+        for r in range(b):
+            z = Z[r]
+            for j in range(n):
+                z[j] += bias[j]
+            activate(acts[ell], z)
+        inp = Z
+
+
+@jit
+def batch_head(loss, act, out, yb, dout, wb, eps):
+    """The loss of each row of ``out`` against ``yb``, its gradient written to
+    ``dout``, both times the row's weight ``wb[r]`` (``wb`` empty: ones).
+    Returns the summed loss and how many rows have their largest output where
+    ``yb`` has its largest entry."""
+    t = out.dtype.type
+    total = t(0)
+    hit = 0
+    for r in range(out.shape[0]):
+        one = head(loss, act, out[r], yb[r], dout[r], eps)
+        if wb.shape[0] > 0:
+            w = t(wb[r])
+            one *= w
+            for j in range(dout.shape[1]):
+                dout[r, j] *= w
+        total += one
+        hit += argmax(out[r]) == argmax(yb[r])
+    return total, hit
+
+
+@jit
+def add_bias_gradient(dz, gb):
+    """``gb += dz.sum(axis=0)``."""
+    for r in range(dz.shape[0]):
+        for j in range(dz.shape[1]):
+            gb[j] += dz[r, j]
+
+
+@jit
+def input_gradient(act, W, dz, a_in, da, prev):
+    """Back through a layer to its input: ``da = dz @ W.T``, then through the
+    activation ``act`` that made ``a_in``, into ``prev``."""
+    np.dot(dz, W.T, da)
+    for r in range(a_in.shape[0]):
+        activation_backward(act, a_in[r], da[r], prev[r])
 
 
 @jit
@@ -204,7 +278,6 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, indptr, indices, data, o
     if n_total == 0:
         return
     L = sizes.shape[0] - 1
-    t = P.dtype.type
     eps = np.finfo(P.dtype).eps
     woff, boff, aoff = offsets(sizes)
     d, c = sizes[0], sizes[L]
@@ -216,13 +289,8 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, indptr, indices, data, o
     A = np.empty(batch * aoff[L], dtype=P.dtype)  # layer l's output at batch * aoff[l]
     D = np.empty(batch * aoff[L], dtype=P.dtype)  # and its gradient before activation
     dA = np.empty(batch * sizes.max(), dtype=P.dtype)
-    # Workspace of the sparse first layer (see pair_lists). A batch takes it
-    # only if its two lists hold at most max_fill * b * d entries, and
-    # neither can hold more than b * d.
-    cap = int(min(max(max_fill, 0.0), 1.0) * batch * d) + 1
-    lists = (np.empty(max(batch, d) // 2 + 2, dtype=np.int64), np.empty(cap, dtype=np.int32),
-             np.empty(cap, dtype=P.dtype), np.empty(cap, dtype=P.dtype),
-             np.empty(sizes[1], dtype=P.dtype))
+    Wb = np.empty(batch if weighted else 0, dtype=sw.dtype)
+    lists = pair_workspace(P, batch, d, sizes[1], max_fill)
     steps = (n_total + batch - 1) // batch
     for s in range(steps):
         lo = s * batch
@@ -235,10 +303,12 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, indptr, indices, data, o
         else:
             sparse = gather(X, Y, rows, xb, yb, max_fill * b * d)
         divisor = float(b)
+        wb = Wb[:b if weighted else 0]
         if weighted:
             divisor = 0.0
             for r in range(b):
-                divisor += sw[rows[r]]
+                wb[r] = sw[rows[r]]
+                divisor += wb[r]
         if want_stats:
             squares = 0.0
             for ell in range(L):
@@ -246,40 +316,13 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, indptr, indices, data, o
                     squares += P[i] * P[i]
             stats[s, 0] = divisor
             stats[s, 1] = squares
-        # Forward.
-        inp = xb
-        for ell in range(L):
-            m, n = sizes[ell], sizes[ell + 1]
-            W = P[woff[ell]:woff[ell] + m * n].reshape((m, n))
-            bias = P[boff[ell]:boff[ell] + n]
-            Z = A[batch * aoff[ell]:batch * aoff[ell] + b * n].reshape((b, n))
-            if ell == 0 and sparse:  # skip zero inputs
-                pair_lists(xb, lists)
-                pair_products(lists, W, Z)
-            else:
-                np.dot(inp, W, Z)
-            for r in range(b):
-                for j in range(n):
-                    Z[r, j] += bias[j]
-            activate_rows(acts[ell], Z)
-            inp = Z
+        forward_batch(P, A, sizes, woff, boff, aoff, acts, batch, b, xb,
+                      FIRST_PAIRS if sparse else FIRST_BLAS, lists)
         # Loss and output gradient.
         oL = batch * aoff[L - 1]
         out = A[oL:oL + b * c].reshape((b, c))
         dout = D[oL:oL + b * c].reshape((b, c))
-        total = t(0)
-        hit = 0
-        for r in range(b):
-            one = head(loss, acts[L - 1], out[r], yb[r], dout[r], eps)
-            if weighted:
-                w = t(sw[rows[r]])
-                one *= w
-                for j in range(c):
-                    dout[r, j] *= w
-            total += one
-            hit += argmax(out[r]) == argmax(yb[r])
-        losses[s] = total
-        hits[s] = hit
+        losses[s], hits[s] = batch_head(loss, acts[L - 1], out, yb, dout, wb, eps)
         if opt == ADAM:
             hyper[H_T] += 1.0
         # Backward, each layer's update after its input gradient is taken.
@@ -300,14 +343,9 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, indptr, indices, data, o
                 np.dot(a_in.T, dz, gW)
             for j in range(n):
                 gb[j] = 0
-            for r in range(b):
-                for j in range(n):
-                    gb[j] += dz[r, j]
+            add_bias_gradient(dz, gb)
             if ell > 0:
-                da = dA[:b * m].reshape((b, m))
-                np.dot(dz, W.T, da)
                 prev = D[batch * aoff[ell - 1]:batch * aoff[ell - 1] + b * m].reshape((b, m))
-                for r in range(b):
-                    activation_backward(acts[ell - 1], a_in[r], da[r], prev[r])
+                input_gradient(acts[ell - 1], W, dz, a_in, dA[:b * m].reshape((b, m)), prev)
             update(opt, P, G, S, woff[ell], woff[ell] + m * n, hyper, divisor, True)
             update(opt, P, G, S, boff[ell], boff[ell] + n, hyper, divisor, False)
