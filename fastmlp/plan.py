@@ -147,6 +147,24 @@ def sparse_limit(n):
     return max(0.0, SPARSE_FILL_SLOPE * (1.0 - SPARSE_FILL_WIDTH / n))
 
 
+def batch_max_fill(dens, n):
+    """The mini-batch kernels' ``max_fill`` for inputs of density ``dens`` and
+    a first layer of ``n`` outputs: :func:`sparse_limit` for sparse inputs,
+    0 (always BLAS) for dense ones."""
+    return sparse_limit(n) if dens <= SPARSE_DENSITY else 0.0
+
+
+def rows_max_fill(X, n):
+    """:func:`batch_max_fill` for X laid out samples x features (the
+    estimators' layout): a NumPy array, sampled as :func:`density` does, or a
+    SciPy sparse matrix, whose density is known."""
+    if hasattr(X, "nnz"):
+        dens = X.nnz / max(1, X.shape[0] * X.shape[1])
+    else:
+        dens = density(X.T)
+    return batch_max_fill(dens, n)
+
+
 def layout(X, Y, samples):
     """How the kernels read X and Y for a call visiting ``samples`` samples."""
     if X.T.flags.c_contiguous and Y.T.flags.c_contiguous:
@@ -183,7 +201,7 @@ def plan_training(model, X, Y, *, samples, batch_size, optimizer, flat=None, tun
         return Plan("fused", mode="per-sample", kernel=kernel, block=block,
                     sparse=sparse and kernel == "blocked", layout=how,
                     blas_threads=1 if kernel == "blocked" and not sparse else None, tuned=tuned)
-    max_fill = sparse_limit(int(network.sizes[1])) if sparse else 0.0
+    max_fill = batch_max_fill(dens, int(network.sizes[1]))
     return Plan("fused", mode="mini-batch", sparse=max_fill > 0, max_fill=max_fill, layout=how)
 
 

@@ -49,7 +49,6 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from . import baseline
 from .blas import one_blas_thread
-from .config import SPARSE_DENSITY
 from .engines import get_engine, kernel_module
 from .inference import default_threads, thread_pool
 from .inference import forward as forward_many
@@ -57,7 +56,7 @@ from .kernels import codes
 from .layers import ACTIVATION_NAMES, Linear, Sigmoid, SoftMax
 from .losses import MSE, NLL
 from .optimizers import SGD, Adam
-from .plan import sparse_limit
+from .plan import rows_max_fill
 from .sequential import Sequential
 from .training import Round, train
 
@@ -278,13 +277,9 @@ class _BaseMLP(BaseEstimator):
         return X, none, Y, sw, X.shape[0]
 
     def _max_fill(self, X):
-        """The batch fill below which the first layer works on the nonzeros."""
-        if sp.issparse(X):
-            dens = X.nnz / max(1, X.shape[0] * X.shape[1])
-        else:
-            rows = X[:: max(1, X.shape[0] // 256)]
-            dens = np.count_nonzero(rows) / max(1, rows.size)
-        return sparse_limit(int(self.coefs_[0].shape[1])) if dens <= SPARSE_DENSITY else 0.0
+        """The batch fill below which the first layer works on the nonzeros
+        (the planner's rule, :func:`fastmlp.plan.rows_max_fill`)."""
+        return rows_max_fill(X, int(self.coefs_[0].shape[1]))
 
     def _make_optimizer(self):
         scale = self._head()[2]
