@@ -128,7 +128,7 @@ def markdown(doc):
     if peer_rows:
         out += ["", "| peers (interleaved in one process, medians) | dtype | peer | fastmlp µs "
                 "| peer µs | peer / fastmlp |", "|---|---|---|---:|---:|---:|"]
-        for i in sorted(peer_rows, key=lambda i: (i["workload"], i["dtype"] != "float64",
+        for i in sorted(peer_rows, key=lambda i: (i["workload"], i["mode"], i["dtype"] != "float64",
                                                   i["peer"])):
             out.append(f"| {i['workload']} {i['name']} {i['mode']} | {i['dtype']} | {i['peer']} "
                        f"{i.get('peer_version', '')} | {fmt(i['fastmlp_us'])} | "

@@ -1,5 +1,6 @@
 """fastmlp against its peers, side by side: JAX (``jit`` + ``lax.scan``) and
-PyTorch eager on the CPU, per-sample SGD on the bench's workloads.
+PyTorch eager on the CPU, per-sample SGD and mini-batch SGD on the bench's
+workloads.
 
 Optional: each peer's rows are skipped when it is not installed (the
 ``peers`` extra installs both). Import this module before anything imports
@@ -17,7 +18,7 @@ import time
 import numpy as np
 import peers
 import pytest
-from workloads import PER_SAMPLE_STEPS, WORKLOADS, Case, data, make_runner
+from workloads import BATCH_MODES, PER_SAMPLE_STEPS, WORKLOADS, Case, data, make_runner
 
 #: Per-sample steps per timed peer call (PyTorch eager is ~100x slower per step).
 PEER_STEPS = {"jax": {"W1": 50_000, "W2": 20_000, "W2d": 20_000},
@@ -26,6 +27,8 @@ ROUNDS = 5
 
 CASES = [(w, dt, p) for w in ("W1", "W2", "W2d") for dt in ("float64", "float32")
          for p in peers.PEERS]
+BATCH_CASES = [(w, m, dt, p) for w, modes in BATCH_MODES.items() for m in modes
+               for dt in ("float64", "float32") for p in peers.PEERS]
 
 
 @pytest.mark.parametrize("workload, dtype, peer", CASES,
@@ -64,3 +67,44 @@ def test_peer(benchmark, workload, dtype, peer, scale):
         workload=workload, name=w.name, mode="per-sample", dtype=dtype, peer=peer,
         peer_version=peers.version(peer), data=source, fastmlp_us=fm, peer_us=pm,
         ratio=pm / fm, fastmlp_path=ours.model.path, rounds=rounds)
+
+
+@pytest.mark.parametrize("workload, mode, dtype, peer", BATCH_CASES,
+                         ids=[f"{w}-{m}-{dt}-{p}" for w, m, dt, p in BATCH_CASES])
+def test_peer_minibatch(benchmark, workload, mode, dtype, peer, scale):
+    """One epoch of fastmlp's ``fit`` (the bench's mini-batch case: SGD with
+    momentum 0.9, so a little more work than the peers' plain SGD) against
+    the peer taking as many batches of random draws, timed per sample."""
+    if not peers.available(peer):
+        pytest.skip(f"{peer} is not installed (pip install fastmlp[peers])")
+    w = WORKLOADS[workload]
+    X, Y, source = data(workload, dtype)
+    Xr, Yr = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
+    case = Case(workload, mode, dtype, "numba-fused", 0)
+    ours, samples, _ = make_runner(case, scale)
+    steps = max(1, samples // case.batch)
+    rng = np.random.RandomState(0)
+    idx = rng.randint(Xr.shape[0], size=(ROUNDS + 1, steps, case.batch)).astype(np.int32)
+    theirs = peers.RUNNERS[peer](w, Xr, Yr, dtype, batch=case.batch)
+    ours()
+    theirs(idx[0])
+    times = {"fastmlp": [], peer: []}
+    rounds = 1 if scale < 1 else ROUNDS
+
+    def interleaved():
+        for r in range(rounds):
+            t0 = time.perf_counter()
+            ours()
+            t1 = time.perf_counter()
+            theirs(idx[1 + r])
+            t2 = time.perf_counter()
+            times["fastmlp"].append((t1 - t0) / samples * 1e6)
+            times[peer].append((t2 - t1) / (steps * case.batch) * 1e6)
+
+    benchmark.group = f"peers {workload} {w.name} {mode} {dtype}"
+    benchmark.pedantic(interleaved, rounds=1, iterations=1)
+    fm, pm = float(np.median(times["fastmlp"])), float(np.median(times[peer]))
+    benchmark.extra_info.update(
+        workload=workload, name=w.name, mode=mode, dtype=dtype, peer=peer,
+        peer_version=peers.version(peer), data=source, fastmlp_us=fm, peer_us=pm,
+        ratio=pm / fm, rounds=rounds)

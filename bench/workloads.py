@@ -13,6 +13,9 @@ Workloads (shared/seeds/):
   64 through ``fit`` (randn data, as the notebook).
 * W4 ``wide`` -- 784-512-512-10 ReLU / SoftMax + NLL on MNIST, per sample
   and in mini-batches of 128 through ``fit``.
+* W5 ``mnist-relu`` -- 784-100-10 ReLU / SoftMax + NLL on MNIST, in
+  mini-batches of 32 through ``fit`` (the small-batch MNIST case of the
+  peer comparison).
 
 Paths: ``numpy`` (the NumPy engine, layer by layer), ``numba-layer`` (the
 Numba engine with fusion turned off), ``numba-fused`` (the default: fused
@@ -65,6 +68,7 @@ WORKLOADS = {
     "W2d": Workload("W2d", "mnist-sigmoid, dense inputs", (784, 100, 10), "sigmoid",
                     "softmax-nll", "dense", 0.01),
     "W4": Workload("W4", "wide", (784, 512, 512, 10), "relu", "softmax-nll", "mnist", 0.01),
+    "W5": Workload("W5", "mnist-relu", (784, 100, 10), "relu", "softmax-nll", "mnist", 0.01),
 }
 
 
@@ -106,9 +110,9 @@ PER_SAMPLE_PATHS = {
 }
 
 BATCH_PATHS = ("numpy", "numba-layer", "numba-fused")
-BATCH_MODES = {"W3": ("batch64",), "W4": ("batch128",)}
+BATCH_MODES = {"W3": ("batch64",), "W4": ("batch128",), "W5": ("batch32",)}
 #: Samples per mini-batch epoch (a fixed subset, so each timed call is one epoch).
-BATCH_SUBSET = {"W3": 64 * 40, "W4": 128 * 12}
+BATCH_SUBSET = {"W3": 64 * 40, "W4": 128 * 12, "W5": 32 * 80}
 
 
 def all_cases():
