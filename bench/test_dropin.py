@@ -6,19 +6,24 @@ fastmlp: notebook 003's 784-100-10 Sigmoid/SoftMax/NLL network on MNIST
 (features x samples), ``np.random.seed(0)``, ``nn.sgd(X, Y, iters=5000,
 lrate=0.005)`` with the notebook's report every 250 steps (an accuracy over
 all 60,000 images each time; the printed lines go to a buffer), and the same
-with reporting off. Default threads, as a user runs it (unlike the rest of
-the suite, BLAS is not pinned here: set FASTMLP_BENCH_THREADS to pin it).
+with reporting off.
+
+Threads: the machine's defaults, as a user runs the script, for both sides,
+whatever FASTMLP_BENCH_THREADS says (it pins the rest of the suite): BLAS on
+every core for the notebook's products, and fastmlp's reports on every core
+(its inference workers; fastmlp.inference.default_threads). The report
+records both counts and threadpoolctl's BLAS architecture.
 """
 
 import contextlib
 import io
-import os
 
 import numpy as np
 import pytest
 from workloads import _Notebook, data
 
 import fastmlp
+from fastmlp.inference import default_threads as default_threads_of_fastmlp
 
 STEPS = 5000
 
@@ -48,14 +53,18 @@ class _NotebookReporting(_Notebook):
 
 @pytest.fixture(autouse=True, scope="module")
 def default_threads(pinned_blas):
-    """Undo the suite's one-thread pin unless FASTMLP_BENCH_THREADS is set."""
-    if "FASTMLP_BENCH_THREADS" in os.environ:
-        yield
-        return
+    """Undo the suite's BLAS pin: every core, as BLAS starts by default."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=os.cpu_count(), user_api="blas"):
+    with threadpool_limits(limits=default_threads_of_fastmlp(), user_api="blas"):
         yield
+
+
+def blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return sorted({(i.get("architecture"), i["num_threads"])
+                   for i in threadpool_info() if i["user_api"] == "blas"})
 
 
 @pytest.mark.parametrize("report", [True, False], ids=["reporting", "silent"])
@@ -66,7 +75,8 @@ def test_dropin_script(benchmark, who, report, scale):
     script(lib, 300, report)  # warm-up: compiles, fills caches
     benchmark.group = f"drop-in script, 784-100-10 MNIST, {STEPS} steps, " + (
         "report every 250" if report else "no reports")
-    benchmark.extra_info.update(who=who, report=report, steps=steps)
+    benchmark.extra_info.update(who=who, report=report, steps=steps, blas=blas_threads(),
+                                fastmlp_threads=default_threads_of_fastmlp())
     lines = benchmark.pedantic(script, args=(lib, steps, report), rounds=3, iterations=1)
     if report:
         assert lines.count("Iteration = ") == len(range(1, steps, 250))

@@ -105,3 +105,8 @@ PARALLEL_MIN_WORK = 2_000_000
 #: kernel wins up to a fill of 0.65-0.75 whatever the width; MNIST's is 0.39.
 INFERENCE_FILL_MAX = 0.55
 INFERENCE_FILL_MIN_WIDTH = 16
+#: The most bytes :class:`fastmlp.inference.Accuracy` keeps of the first layer's lists for
+#: the whole of X (index and four values an entry; 140 MB for MNIST's 60,000
+#: float64 images), and at most half of X's own bytes; above either it lists
+#: each chunk afresh, as the other functions do.
+LIST_CACHE_BYTES = 256 << 20

@@ -15,6 +15,7 @@ from . import _validation as v
 from ._progress import Progress
 from .config import FORWARD_CHUNK, SGD_BATCH_MAX
 from .engines import get_engine
+from .inference import Accuracy
 from .inference import forward as forward_many
 from .inference import score as score_many
 from .io import read as read_model
@@ -258,9 +259,10 @@ class Sequential:
             steps = self.steps_for(X, Y, samples=iters * batch_size, batch_size=batch_size,
                                    optimizer=optimizer)
             rounds = Draws(rng, X.shape[1], batch_size, iters, every)
+            accuracy = self._reports_accuracy(X, Y) if every else None
             progress = Progress(bool(every), iters, "step")
             try:
-                train(steps, rounds, optimizer, NotebookReports(self._accuracy, X, Y, progress))
+                train(steps, rounds, optimizer, NotebookReports(accuracy, progress))
             finally:
                 progress.close()
 
@@ -535,6 +537,20 @@ class Sequential:
         if not self._classifier:
             return None
         return self._score(X, Y)[1] / X.shape[1]
+
+    def _reports_accuracy(self, X, Y):
+        """``_accuracy(X, Y)`` as a function of no arguments, for the reports of
+        one ``sgd`` call on checked X and Y: on the fused path the inference
+        kernels' :class:`~fastmlp.inference.Accuracy`, which checks X and Y,
+        finds Y's classes and lists X's nonzeros once for all the reports."""
+        if not self._classifier:
+            return lambda: None
+        flat, plan = self._inference(X)
+        if flat is None:
+            return lambda: self._accuracy(X, Y)
+        net = flat.network
+        hits = Accuracy(flat.P, net.sizes, net.acts, X, Y, sparse=plan.sparse)
+        return lambda: hits() / X.shape[1]
 
 
 def load(path, *, engine=None, allow_nonfinite=False):

@@ -132,14 +132,15 @@ def warn_diverged(where, loss):
 class NotebookReports:
     """``sgd``'s policy: the notebook's report lines, and a warning on divergence.
 
-    A report at step ``it`` shows the accuracy on all of X, Y with the weights
-    before that step, and that step's loss; ``accuracy(X, Y)`` computes it.
+    A report at step ``it`` shows the accuracy on the training data with the
+    weights before that step, and that step's loss; ``accuracy()`` computes
+    it (None for a network without ``class_fun``).
     """
 
     wants_hits = False
 
-    def __init__(self, accuracy, X, Y, progress):
-        self.accuracy, self.X, self.Y, self.progress = accuracy, X, Y, progress
+    def __init__(self, accuracy, progress):
+        self.accuracy, self.progress = accuracy, progress
         self.pending = None  # (the accuracy before the next round,) when it reports
         self.warned = False
 
@@ -154,7 +155,7 @@ class NotebookReports:
             bad = int(np.flatnonzero(~np.isfinite(losses))[0])
             warn_diverged(f"at step {r.start + bad}", losses[bad])
             self.warned = True
-        self.pending = (self.accuracy(self.X, self.Y),) if r.report_next else None
+        self.pending = (self.accuracy(),) if r.report_next else None
         return False
 
 

@@ -87,13 +87,19 @@ def _pow2(typingctx, k):
     return k(k), codegen
 
 
-def expneg(x):
-    """``exp(x)`` for ``x <= 0`` (see the module docstring); a Numba overload.
-    Called as plain Python (``NUMBA_DISABLE_JIT=1``) it is NumPy's ``exp``."""
-    return np.exp(x)
+def _twin(numpy_fn, choose, doc):
+    """The function named as ``choose`` less its ``_`` and ``_impl``: plain
+    Python (``NUMBA_DISABLE_JIT=1``) it is ``numpy_fn``; compiled, the Numba
+    overload that ``choose`` picks by argument type."""
+    def twin(x):
+        return numpy_fn(x)
+
+    twin.__name__ = twin.__qualname__ = choose.__name__.removeprefix("_").removesuffix("_impl")
+    twin.__doc__ = doc
+    overload(twin)(choose)
+    return twin
 
 
-@overload(expneg)
 def _expneg_impl(x):
     if x == types.float64:
         def impl(x):
@@ -136,13 +142,10 @@ def _expneg_impl(x):
     return None
 
 
-def tanh_small(x):
-    """``tanh(x)`` for ``|x| < 0.625`` (Cephes' rational form); a Numba overload.
-    Called as plain Python (``NUMBA_DISABLE_JIT=1``) it is NumPy's ``tanh``."""
-    return np.tanh(x)
+expneg = _twin(np.exp, _expneg_impl, """``exp(x)`` for ``x <= 0`` (see the module docstring).
+    Compiled, an inlined polynomial; as plain Python, NumPy's ``exp``.""")
 
 
-@overload(tanh_small)
 def _tanh_small_impl(x):
     if x == types.float64:
         def impl(x):
@@ -164,6 +167,10 @@ def _tanh_small_impl(x):
             return x + x * (z * p)
         return impl
     return None
+
+
+tanh_small = _twin(np.tanh, _tanh_small_impl, """``tanh(x)`` for ``|x| < 0.625`` (Cephes'
+    rational form compiled; as plain Python, NumPy's ``tanh``).""")
 
 
 # -- bias and activation ------------------------------------------------------
@@ -408,50 +415,87 @@ def _ctz_ol(word):
 
 
 @jit
-def list_groups(X, m, lo, hi, g0, idx, cc, starts):
-    """List groups ``g0, g0 + 1, ...`` of samples ``lo:hi`` of X (group g:
-    samples ``lo + 4g`` to ``lo + 4g + 3``, those past ``hi`` zero twins)
-    while they fit: for each group, the inputs ``r < m`` where any of its
-    samples is nonzero (or NaN), as ``idx[e] = r * width`` (the row's offset
-    in a column block of W) and the four values, converted to the lists'
-    dtype, in ``cc[e]``; group k's entries are ``starts[k]:starts[k + 1]``.
-    Returns the number of groups listed.
+def list_group(X, m, s0, s1, s2, s3, k1, k2, k3, bw, idx, cc, e):
+    """List one group (samples ``s0..s3`` of X; ``k1..k3`` are 1, or 0 for a
+    padding twin) from entry ``e`` on: the inputs ``r < m`` where any of the
+    four is nonzero (or NaN), as ``idx[e] = r * bw`` (the row's offset in a
+    column block of W) and the four values, converted to the lists' dtype, in
+    ``cc[e]``. Returns the entry after the last.
 
     The nonzero test runs 64 inputs at a time into a bit mask (vectorised
     when X's columns are contiguous), then the set bits are visited."""
     t = cc.dtype.type
+    one = np.uint64(1)
+    for g in range(0, m, 64):
+        word = np.uint64(0)
+        for r in range(g, min(g + 64, m)):
+            nz = (X[r, s0] != 0) | (X[r, s1] != 0) | (X[r, s2] != 0) | (X[r, s3] != 0)
+            word |= np.uint64(nz) << np.uint64(r - g)
+        while word:
+            r = g + ctz(word)
+            word &= word - one
+            idx[e] = r * bw
+            cc[e, 0] = t(X[r, s0])
+            cc[e, 1] = t(X[r, s1]) * k1
+            cc[e, 2] = t(X[r, s2]) * k2
+            cc[e, 3] = t(X[r, s3]) * k3
+            e += 1
+    return e
+
+
+@jit
+def list_groups(X, m, lo, hi, g0, idx, cc, starts):
+    """List groups ``g0, g0 + 1, ...`` of samples ``lo:hi`` of X (group g:
+    samples ``lo + 4g`` to ``lo + 4g + 3``, those past ``hi`` zero twins)
+    while they fit (:func:`list_group`); group k's entries are
+    ``starts[k]:starts[k + 1]``. Returns the number of groups listed."""
+    t = cc.dtype.type
     bw = ROW_BYTES // cc.itemsize
     cap = idx.shape[0]
     total = (hi - lo + GROUP - 1) // GROUP
-    one = np.uint64(1)
     e = 0
     k = 0
     while g0 + k < total and k < starts.shape[0] - 1 and e + m <= cap:
         starts[k] = e
         s0 = lo + GROUP * (g0 + k)
-        s1 = min(s0 + 1, hi - 1)
-        s2 = min(s0 + 2, hi - 1)
-        s3 = min(s0 + 3, hi - 1)
-        k1 = t(1) if s0 + 1 < hi else t(0)
-        k2 = t(1) if s0 + 2 < hi else t(0)
-        k3 = t(1) if s0 + 3 < hi else t(0)
-        for g in range(0, m, 64):
-            word = np.uint64(0)
-            for r in range(g, min(g + 64, m)):
-                nz = (X[r, s0] != 0) | (X[r, s1] != 0) | (X[r, s2] != 0) | (X[r, s3] != 0)
-                word |= np.uint64(nz) << np.uint64(r - g)
-            while word:
-                r = g + ctz(word)
-                word &= word - one
-                idx[e] = r * bw
-                cc[e, 0] = t(X[r, s0])
-                cc[e, 1] = t(X[r, s1]) * k1
-                cc[e, 2] = t(X[r, s2]) * k2
-                cc[e, 3] = t(X[r, s3]) * k3
-                e += 1
+        e = list_group(X, m, s0, min(s0 + 1, hi - 1), min(s0 + 2, hi - 1), min(s0 + 3, hi - 1),
+                       t(s0 + 1 < hi), t(s0 + 2 < hi), t(s0 + 3 < hi), bw, idx, cc, e)
         k += 1
     starts[k] = e
     return k
+
+
+@jit
+def count_column_groups(X, m, cols, g0, g1):
+    """The entries :func:`list_column_groups` makes for groups ``g0:g1`` of
+    the columns ``cols`` of X (group g: ``cols[4g:4g + 4]``)."""
+    n = cols.shape[0]
+    e = 0
+    for g in range(g0, g1):
+        q = GROUP * g
+        s0, s1 = cols[q], cols[min(q + 1, n - 1)]
+        s2, s3 = cols[min(q + 2, n - 1)], cols[min(q + 3, n - 1)]
+        for r in range(m):
+            e += (X[r, s0] != 0) | (X[r, s1] != 0) | (X[r, s2] != 0) | (X[r, s3] != 0)
+    return e
+
+
+@jit
+def list_column_groups(X, m, cols, g0, g1, idx, cc, starts):
+    """List groups ``g0:g1`` of the columns ``cols`` of X (group g: samples
+    ``cols[4g:4g + 4]``, the last group's missing ones zero twins) with
+    :func:`list_group`, from entry ``starts[g0]`` on; sets ``starts[g0 + 1:
+    g1 + 1]``. The lists must hold :func:`count_column_groups` entries."""
+    t = cc.dtype.type
+    bw = ROW_BYTES // cc.itemsize
+    n = cols.shape[0]
+    e = starts[g0]
+    for g in range(g0, g1):
+        q = GROUP * g
+        e = list_group(X, m, cols[q], cols[min(q + 1, n - 1)], cols[min(q + 2, n - 1)],
+                       cols[min(q + 3, n - 1)], t(q + 1 < n), t(q + 2 < n), t(q + 3 < n),
+                       bw, idx, cc, e)
+        starts[g + 1] = e
 
 
 @jit
@@ -469,6 +513,29 @@ def group_block(Wf, woff, idx, ccf, starts, k, Zf, zoff, zstride):
 
 
 @jit
+def group_layer(Wb, idx, ccf, starts, k, Z, cap):
+    """Rows ``0:4k`` of ``Z`` (C-ordered, ``Wb``'s padded width) from the
+    listed groups ``0:k`` (entries ``starts[h]:starts[h + 1]`` of ``idx``
+    and of ``ccf``, the flat four values an entry): for runs of groups
+    holding at most ``cap`` entries (so that a run's lists stay in the
+    core's L2 cache), each column block of ``Wb``, small enough to stay there
+    too, serves the whole run (:func:`group_block`)."""
+    nb, mw, bw = Wb.shape
+    Wf = Wb.reshape(-1)
+    Zf = Z.reshape(-1)
+    zs = Z.shape[1]
+    h0 = 0
+    while h0 < k:
+        h1 = h0 + 1
+        while h1 < k and starts[h1 + 1] - starts[h0] <= cap:
+            h1 += 1
+        for blk in range(nb):
+            group_block(Wf, blk * mw * bw, idx, ccf, starts[h0:], h1 - h0, Zf,
+                        GROUP * h0 * zs + blk * bw, zs)
+        h0 = h1
+
+
+@jit
 def sparse_layer(X, m, lo, hi, Wb, Z, idx, cc, starts):
     """``Z[s - lo, :] = X[:m, s] @ W`` for samples ``lo:hi`` of X (inputs x
     samples, any layout and float dtype), over the nonzeros only. Returns
@@ -479,21 +546,15 @@ def sparse_layer(X, m, lo, hi, Wb, Z, idx, cc, starts):
     width, and its padding columns receive the padding's products. The
     samples are listed in groups of four (:func:`list_groups`), as many
     groups as the lists ``idx``, ``cc`` (length at least ``m``) and
-    ``starts`` hold; then each block of W, small enough to stay in the
-    core's L2 cache, serves all of those groups (:func:`group_block`).
+    ``starts`` hold; then :func:`group_layer` runs them.
     """
     total = (hi - lo + GROUP - 1) // GROUP
-    nb, mw, bw = Wb.shape
-    Wf = Wb.reshape(-1)
-    Zf = Z.reshape(-1)
     ccf = cc.reshape(-1)
-    zs = Z.shape[1]
     listed = 0
     g0 = 0
     while g0 < total:
         k = list_groups(X, m, lo, hi, g0, idx, cc, starts)
-        for blk in range(nb):
-            group_block(Wf, blk * mw * bw, idx, ccf, starts, k, Zf, GROUP * g0 * zs + blk * bw, zs)
+        group_layer(Wb, idx, ccf, starts, k, Z[GROUP * g0:], idx.shape[0])
         listed += starts[k]
         g0 += k
     return listed
@@ -566,6 +627,16 @@ def write_classes(A, classes, lo):
     """``classes[lo + s] = argmax(A[s])`` for each row s."""
     for s in range(A.shape[0]):
         classes[lo + s] = argmax_row(A[s])
+
+
+@jit
+def class_hits(A, labels, lo):
+    """How many rows s of ``A`` (rows x units) have their largest entry (as
+    np.argmax) at ``labels[lo + s]``."""
+    hits = 0
+    for s in range(A.shape[0]):
+        hits += argmax_row(A[s]) == labels[lo + s]
+    return hits
 
 
 @jit
