@@ -24,6 +24,7 @@ import warnings
 
 import numba
 from numba.core.caching import FunctionCache
+from numba.core.runtime import rtsys
 
 #: fastmath flags for loops whose results may be reassociated (dot products
 #: and sums). Not "nnan"/"ninf": non-finite values must still propagate.
@@ -95,9 +96,20 @@ class SelfHealingCache(FunctionCache):
     """
 
     def load_overload(self, sig, target_context):
-        """Return the cached compile result for ``sig``, or None to compile."""
+        """Return the cached compile result for ``sig``, or None to compile.
+
+        Without Numba's ``target_context.refresh()`` first: machine code
+        needs only the runtime (NRT) initialised, not the registries of
+        every implementation Numba can compile (refreshing imports
+        ``numba.np.arraymath``, hence SciPy, and fills the typing tables:
+        0.4-0.7 s of a warm process's first call, measured). A miss
+        compiles, and the compiler refreshes the context itself.
+        """
         try:
-            return super().load_overload(sig, target_context)
+            rtsys.initialize(target_context)
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
+            return None  # (Windows: a file another process holds)
         except Exception as exc:  # a damaged entry: whatever pickle raised
             self._drop(exc)
             return None

@@ -28,10 +28,11 @@ import numpy as np
 
 from ._jit import REASSOC, jit
 from .activations import activate
+from .specialise import kernel_for
 from .step import step_state, upper_step, write_gradients
 
 
-@jit(fastmath=REASSOC)
+@jit(fastmath=REASSOC, inline="always")
 def corrected_preactivation(p, b, gram_row, Dm, j, lr, z):
     """``z = p + b - lr * sum_{i<j} gram_row[i] * Dm[i]``: the first layer's
     pre-activation of step j from the block's products."""
@@ -46,14 +47,6 @@ def corrected_preactivation(p, b, gram_row, Dm, j, lr, z):
                 z[q] -= c * d[q]
     for q in range(n):
         z[q] += b[q]
-
-
-@jit(fastmath=REASSOC)
-def subtract_scaled(W, U, lr):
-    """``W -= lr * U`` (2-D, same shape)."""
-    for i in range(W.shape[0]):
-        for j in range(W.shape[1]):
-            W[i, j] -= lr * U[i, j]
 
 
 #: Inputs whose squared norms exceed this could overflow a Gram term, which
@@ -225,79 +218,111 @@ def sparse_update(W, count, crow, cval, Dm, lr):
             q += 1
 
 
-@jit
-def block_workspace(P, m0, n0, k, sparse):
-    """The buffers of one block, made once per call: dense blocks hold the
-    block's inputs, products and Gram matrix; sparse blocks their compressed
-    rows, also regrouped by input. The other kind's buffers are empty."""
-    kd, ks = (0, k) if sparse else (k, 0)
-    dense = (np.empty(kd * m0, dtype=P.dtype), np.empty(kd * n0, dtype=P.dtype),
-             np.empty(kd * kd, dtype=P.dtype), np.empty((m0 if kd else 0, n0), dtype=P.dtype))
-    sparse_ws = (np.empty(ks * m0, dtype=np.int64), np.empty(ks * m0, dtype=P.dtype),
-                 np.empty(ks + 1, dtype=np.int64), np.empty(m0 + 1 if ks else 0, dtype=np.int64),
-                 np.empty(ks * m0, dtype=np.int64), np.empty(ks * m0, dtype=P.dtype))
-    return dense, sparse_ws
+# -- the first layer's blocks -------------------------------------------------
+#
+# Small kernels, each compiled once per dtype and shared by every network
+# shape: the kernels generated per shape (:mod:`fastmlp.kernels.specialise`)
+# call them, as does :func:`sgd_blocked_generic`. Dense and sparse blocks are
+# separate functions, so a call compiles only its own kind.
 
 
 @jit(inline="always")
-def block_begin(sparse, X, idx, start, kb, W, dense, sparse_ws, safe):
-    """Prepare a block of ``kb`` steps from ``start``: compressed rows (sparse),
-    or the block's inputs, Gram matrix and products ``Xb @ W`` (dense). Return
-    the steps the block really takes: 1 where a Gram term could overflow."""
-    m0 = X.shape[1]
-    if sparse:
-        cols, vals, ptr = sparse_ws[0], sparse_ws[1], sparse_ws[2]
-        if compress_rows(X, idx, start, kb, cols, vals, ptr) > safe and kb > 1:
-            kb = 1  # (the first row's entries stand as they are)
-        return kb
-    Xbuf, Pbuf, Gbuf = dense[0], dense[1], dense[2]
+def safe_norm(P):
+    """The largest squared input norm a block's Gram terms take (see GRAM_SAFE),
+    as float64: GRAM_SAFE times the largest finite value of P's dtype."""
+    return GRAM_SAFE * (1.7976931348623157e308 if P.itemsize == 8 else 3.4028234663852886e38)
+
+
+@jit(inline="always")
+def dense_workspace(P, m0, n0, k):
+    """A dense block's buffers: its inputs, products ``Xb @ W``, Gram matrix, and
+    the update ``Xb^T @ Dm``."""
+    return (np.empty(k * m0, dtype=P.dtype), np.empty(k * n0, dtype=P.dtype),
+            np.empty(k * k, dtype=P.dtype), np.empty((m0, n0), dtype=P.dtype))
+
+
+@jit(inline="always")
+def sparse_workspace(P, m0, n0, k):
+    """A sparse block's buffers: its compressed rows, and the same regrouped by input."""
+    return (np.empty(k * m0, dtype=np.int64), np.empty(k * m0, dtype=P.dtype),
+            np.empty(k + 1, dtype=np.int64), np.empty(m0 + 1, dtype=np.int64),
+            np.empty(k * m0, dtype=np.int64), np.empty(k * m0, dtype=P.dtype))
+
+
+@jit(inline="always")
+def dense_begin(X, idx, start, kb, W, ws, safe):
+    """Prepare a dense block of ``kb`` steps from ``start``: its inputs, Gram
+    matrix and products ``Xb @ W``. Return the steps the block really takes:
+    1 where a Gram term could overflow."""
+    Xbuf, Pbuf, Gbuf = ws[0], ws[1], ws[2]
+    m0, n0 = W.shape
     Xb = Xbuf[:kb * m0].reshape((kb, m0))
     Gm = Gbuf[:kb * kb].reshape((kb, kb))
-    for j in range(kb):
-        Xb[j] = X[idx[start + j]]
+    for j in range(kb):  # (loops: a row assignment compiles a shape check, for seconds)
+        x, xb = X[idx[start + j]], Xb[j]
+        for p in range(m0):
+            xb[p] = x[p]
     np.dot(Xb, Xb.T, Gm)
     top = Gm[0, 0]
     for j in range(1, kb):
         top = max(top, Gm[j, j])
     if kb > 1 and not top <= safe:
         kb = 1
-    n0 = W.shape[1]
     np.dot(Xbuf[:kb * m0].reshape((kb, m0)), W, Pbuf[:kb * n0].reshape((kb, n0)))
     return kb
 
 
-@jit(inline="always")
-def block_preactivation(sparse, X, idx, start, kb, j, W, b, Dm, lr, dense, sparse_ws, z):
-    """The first layer's pre-activation of the block's step j, into ``z``."""
-    n0 = W.shape[1]
-    if sparse:
-        cols, vals, ptr = sparse_ws[0], sparse_ws[1], sparse_ws[2]
-        sparse_product(W, cols, vals, ptr[j], ptr[j + 1], z)
-        gram_corrections(X, idx, start, j, Dm, lr, z)
-        for q in range(n0):
-            z[q] += b[q]
-    else:
-        Pm = dense[1][:kb * n0].reshape((kb, n0))
-        Gm = dense[2][:kb * kb].reshape((kb, kb))
-        corrected_preactivation(Pm[j], b, Gm[j], Dm, j, lr, z)
+@jit
+def sparse_begin(X, idx, start, kb, W, ws, safe):
+    """Prepare a sparse block of ``kb`` steps from ``start``: its compressed rows.
+    Return the steps the block really takes: 1 where a Gram term could overflow."""
+    if compress_rows(X, idx, start, kb, ws[0], ws[1], ws[2]) > safe and kb > 1:
+        kb = 1  # (the first row's entries stand as they are)
+    return kb
 
 
 @jit(inline="always")
-def block_end(sparse, kb, W, Dm, lr, dense, sparse_ws):
-    """Apply the block's deferred first-layer updates: ``W -= lr * Xb^T @ Dm``."""
-    m0 = W.shape[0]
-    if sparse:
-        cols, vals, ptr, count, crow, cval = sparse_ws
-        by_column(cols, vals, ptr, kb, m0, count, crow, cval)
-        sparse_update(W, count, crow, cval, Dm, lr)
-    else:
-        Xb = dense[0][:kb * m0].reshape((kb, m0))
-        U = dense[3]
-        np.dot(Xb.T, Dm[:kb], U)
-        subtract_scaled(W, U, lr)
+def dense_preactivation(ws, kb, j, b, Dm, lr, z):
+    """The first layer's pre-activation of a dense block's step j, into ``z``."""
+    n0 = z.shape[0]
+    corrected_preactivation(ws[1][j * n0:(j + 1) * n0], b, ws[2][j * kb:(j + 1) * kb], Dm, j,
+                            lr, z)
 
 
 @jit
+def sparse_preactivation(X, idx, start, j, W, b, Dm, lr, ws, z):
+    """The first layer's pre-activation of a sparse block's step j, into ``z``."""
+    ptr = ws[2]
+    sparse_product(W, ws[0], ws[1], ptr[j], ptr[j + 1], z)
+    gram_corrections(X, idx, start, j, Dm, lr, z)
+    for q in range(z.shape[0]):
+        z[q] += b[q]
+
+
+@jit(inline="always")
+def dense_end(kb, W, ws, Dm, lr):
+    """Apply a dense block's deferred first-layer updates: ``W -= lr * Xb^T @ Dm``."""
+    m0, n0 = W.shape
+    U = ws[3]
+    np.dot(ws[0][:kb * m0].reshape((kb, m0)).T, Dm[:kb], U)
+    for i in range(m0):
+        for j in range(n0):
+            W[i, j] -= lr * U[i, j]
+
+
+@jit
+def sparse_end(kb, W, ws, Dm, lr):
+    """Apply a sparse block's deferred first-layer updates, each touched row once."""
+    cols, vals, ptr, count, crow, cval = ws
+    by_column(cols, vals, ptr, kb, W.shape[0], count, crow, cval)
+    sparse_update(W, count, crow, cval, Dm, lr)
+
+
+#: Run the kernels specialised per network shape (:mod:`fastmlp.kernels.specialise`);
+#: False runs :func:`sgd_blocked_generic` (for comparisons).
+SPECIALISE = True
+
+
 def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block, sparse):
     """Run one SGD step per entry of ``idx``, as
     :func:`fastmlp.kernels.per_sample.sgd_per_sample`, but with the first
@@ -306,8 +331,23 @@ def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block, 
     Same arguments as ``sgd_per_sample``, plus ``block`` (k >= 1) and
     ``sparse``: True works on the block's nonzero inputs (for inputs at most
     about half nonzero, such as MNIST), False with GEMMs. Buffers are made
-    once per call: no step allocates.
+    once per call: no step allocates. On the kernel generated for this
+    network's shape and kind of block (:func:`fastmlp.kernels.specialise.kernel_for`),
+    or, where none can be made, on :func:`sgd_blocked_generic`.
     """
+    kind = "blocked-sparse" if sparse else "blocked-dense"
+    kernel = kernel_for(sizes, acts, loss, kind) if SPECIALISE else None
+    if kernel is None:
+        sgd_blocked_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block,
+                            bool(sparse))
+    else:
+        kernel(P, G, X, Y, idx, lrate, losses, hits, block)
+
+
+@jit
+def sgd_blocked_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block, sparse):
+    """:func:`sgd_blocked` for any network shape (read from ``sizes`` and
+    ``acts`` at run time)."""
     steps = idx.shape[0]
     if steps == 0:
         return
@@ -316,25 +356,34 @@ def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block, 
     W = P[woff[0]:woff[0] + m0 * n0].reshape((m0, n0))
     b = P[boff[0]:boff[0] + n0]
     k = min(block, steps)
-    dense, sparse_ws = block_workspace(P, m0, n0, k, sparse)
-    Dbuf = np.empty((k, n0), dtype=P.dtype)
+    dws = dense_workspace(P, 0 if sparse else m0, n0, 0 if sparse else k)
+    sws = sparse_workspace(P, m0, n0, k if sparse else 0)
+    Dm = np.empty((k, n0), dtype=P.dtype)
     z = A[0:n0]
-    safe = GRAM_SAFE * np.finfo(P.dtype).max
-    start = 0
+    safe = safe_norm(P)
+    start = steps - steps  # (an int64 0: a literal 0 would compile the block kernels twice)
     while start < steps:
-        kb = block_begin(sparse, X, idx, start, min(k, steps - start), W, dense, sparse_ws,
-                         safe)
-        Dm = Dbuf[:kb]
+        kb = min(k, steps - start)
+        if sparse:
+            kb = sparse_begin(X, idx, start, kb, W, sws, safe)
+        else:
+            kb = dense_begin(X, idx, start, kb, W, dws, safe)
         for j in range(kb):
             t = start + j
-            block_preactivation(sparse, X, idx, start, kb, j, W, b, Dm, lr, dense, sparse_ws, z)
+            if sparse:
+                sparse_preactivation(X, idx, start, j, W, b, Dm, lr, sws, z)
+            else:
+                dense_preactivation(dws, kb, j, b, Dm, lr, z)
             activate(acts[0], z)
             losses[t], hits[t] = upper_step(P, sizes, acts, loss, woff, boff, aoff, A, D, da,
                                             Y[idx[t]], lr, eps)
-            delta = D[0:n0]
-            Dm[j] = delta
             for q in range(n0):
-                b[q] -= lr * delta[q]
-        block_end(sparse, kb, W, Dm, lr, dense, sparse_ws)
+                d = D[q]
+                Dm[j, q] = d
+                b[q] -= lr * d
+        if sparse:
+            sparse_end(kb, W, sws, Dm, lr)
+        else:
+            dense_end(kb, W, dws, Dm, lr)
         start += kb
     write_gradients(G, sizes, woff, boff, X[idx[steps - 1]], A, D, aoff)

@@ -117,10 +117,19 @@ def step_state(P, sizes, lrate):
     an input gradient (da)."""
     L = sizes.shape[0] - 1
     woff, boff, aoff = offsets(sizes)
+    widest = 0
+    for ell in range(L + 1):  # (not sizes.max(), nor np.finfo below: their
+        widest = max(widest, sizes[ell])  # implementations take seconds to compile)
     A = np.zeros(aoff[L], dtype=P.dtype)
     D = np.zeros(aoff[L], dtype=P.dtype)
-    da = np.zeros(sizes.max(), dtype=P.dtype)
-    return P.dtype.type(lrate), np.finfo(P.dtype).eps, woff, boff, aoff, A, D, da
+    da = np.zeros(widest, dtype=P.dtype)
+    return P.dtype.type(lrate), eps_of(P), woff, boff, aoff, A, D, da
+
+
+@jit(inline="always")
+def eps_of(a):
+    """``np.finfo(a.dtype).eps`` for a float32 or float64 array, as its dtype."""
+    return a.dtype.type(2.0 ** -52 if a.itemsize == 8 else 2.0 ** -23)
 
 
 @jit(inline="always")
