@@ -31,7 +31,7 @@ from .minibatch import (
     pair_products,
     pair_workspace,
 )
-from .step import offsets
+from .step import eps_of, offsets, widest
 
 __all__ = ["loss_grad"]
 
@@ -74,7 +74,7 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, lo, hi, 
     and the division by the sum of weights are the caller's.
     """
     L = sizes.shape[0] - 1
-    eps = np.finfo(P.dtype).eps
+    eps = eps_of(P)
     woff, boff, aoff = offsets(sizes)
     d, c = sizes[0], sizes[L]
     weighted = sw.shape[0] > 0
@@ -82,7 +82,7 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, lo, hi, 
     chunk = max(1, min(chunk, hi - lo))
     A = np.empty(chunk * aoff[L], dtype=P.dtype)
     D = np.empty(chunk * aoff[L], dtype=P.dtype)
-    dA = np.empty(chunk * sizes.max(), dtype=P.dtype)
+    dA = np.empty(chunk * widest(sizes), dtype=P.dtype)
     gmax = 0
     for ell in range(L):
         gmax = max(gmax, sizes[ell] * sizes[ell + 1])

@@ -28,7 +28,7 @@ from ._jit import REASSOC, jit
 from .activations import activate, activation_backward
 from .codes import ADAM, H_T
 from .heads import head
-from .step import argmax, offsets
+from .step import argmax, eps_of, offsets, widest
 from .update import update
 
 
@@ -233,7 +233,6 @@ def gather_csr(indptr, indices, data, Y, rows, xb, yb, max_work):
     return work <= max_work
 
 
-@jit
 def train_minibatch(P, G, S, sizes, acts, loss, X, Y, order, batch, opt, hyper, losses, hits,
                     max_fill):
     """Run SGD over the batches ``order[s*batch:(s+1)*batch]`` of rows of X and Y.
@@ -246,7 +245,8 @@ def train_minibatch(P, G, S, sizes, acts, loss, X, Y, order, batch, opt, hyper, 
     have their largest output where Y has its largest entry. The first
     layer skips zero inputs in batches of fill (see :func:`gather`) at most
     ``max_fill`` (0: never). :func:`train_batches` with no sample weights,
-    dense X and no per-step statistics.
+    dense X and no per-step statistics. (A Python function: as a compiled
+    wrapper it would compile all of train_batches again, 3-4 s.)
     """
     none_i = np.empty(0, dtype=np.int32)
     train_batches(P, G, S, sizes, acts, loss, X, Y, np.empty(0, dtype=P.dtype),
@@ -278,7 +278,7 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, indptr, indices, data, o
     if n_total == 0:
         return
     L = sizes.shape[0] - 1
-    eps = np.finfo(P.dtype).eps
+    eps = eps_of(P)
     woff, boff, aoff = offsets(sizes)
     d, c = sizes[0], sizes[L]
     weighted = sw.shape[0] > 0
@@ -288,7 +288,7 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, indptr, indices, data, o
     Yb = np.empty(batch * c, dtype=P.dtype)
     A = np.empty(batch * aoff[L], dtype=P.dtype)  # layer l's output at batch * aoff[l]
     D = np.empty(batch * aoff[L], dtype=P.dtype)  # and its gradient before activation
-    dA = np.empty(batch * sizes.max(), dtype=P.dtype)
+    dA = np.empty(batch * widest(sizes), dtype=P.dtype)
     Wb = np.empty(batch if weighted else 0, dtype=sw.dtype)
     lists = pair_workspace(P, batch, d, sizes[1], max_fill)
     steps = (n_total + batch - 1) // batch

@@ -117,13 +117,20 @@ def step_state(P, sizes, lrate):
     an input gradient (da)."""
     L = sizes.shape[0] - 1
     woff, boff, aoff = offsets(sizes)
-    widest = 0
-    for ell in range(L + 1):  # (not sizes.max(), nor np.finfo below: their
-        widest = max(widest, sizes[ell])  # implementations take seconds to compile)
     A = np.zeros(aoff[L], dtype=P.dtype)
     D = np.zeros(aoff[L], dtype=P.dtype)
-    da = np.zeros(widest, dtype=P.dtype)
+    da = np.zeros(widest(sizes), dtype=P.dtype)
     return P.dtype.type(lrate), eps_of(P), woff, boff, aoff, A, D, da
+
+
+@jit(inline="always")
+def widest(sizes):
+    """``sizes.max()`` (whose implementation, like np.finfo's, takes seconds
+    to compile)."""
+    w = 0
+    for ell in range(sizes.shape[0]):
+        w = max(w, sizes[ell])
+    return w
 
 
 @jit(inline="always")
