@@ -81,6 +81,18 @@ def bind(engine, *layers):
     return layers[0]
 
 
+def central_difference(f, x, i, h=1e-6):
+    """(f(x + h e_i) - f(x - h e_i)) / 2h for entry ``i`` of the mutable ``x``
+    (an array or a list), which is restored afterwards."""
+    old = x[i]
+    x[i] = old + h
+    fp = f()
+    x[i] = old - h
+    fm = f()
+    x[i] = old
+    return (fp - fm) / (2 * h)
+
+
 def numerical_grad(f, x, h=1e-6):
     """Central differences of the scalar ``f()`` with respect to array ``x``, in place.
 
@@ -89,14 +101,58 @@ def numerical_grad(f, x, h=1e-6):
     """
     g = np.zeros_like(x)
     for i in np.ndindex(x.shape):
-        old = x[i]
-        x[i] = old + h
-        fp = f()
-        x[i] = old - h
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * h)
+        g[i] = central_difference(f, x, i, h)
     return g
+
+
+def assert_backprop_matches_finite_differences(nn, X, Y, **tol):
+    """``nn.backward``'s dLdW and dLdW0 of every Linear layer, for the loss of
+    (X, Y), equal central differences within ``tol`` (assert_allclose's rtol, atol)."""
+    from fastmlp import Linear
+
+    def f():
+        return nn.loss.forward(nn.forward(X), Y)
+
+    f()
+    nn.backward(nn.loss.backward())
+    for m in nn.modules:
+        if isinstance(m, Linear):
+            dW, dW0 = m.dLdW.copy(), m.dLdW0.copy()
+            np.testing.assert_allclose(dW, numerical_grad(f, m.W), **tol)
+            np.testing.assert_allclose(dW0, numerical_grad(f, m.W0), **tol)
+
+
+def assert_float32_fit_tracks(a, b, X, Y):
+    """The float32 ``b`` fitted as ``a`` (momentum and decay, 2 epochs of 16) ends
+    on ``a``'s trajectory to float32 round-off (the documented rtol 1e-4)."""
+    kw = dict(epochs=2, batch_size=16, lrate=0.05, momentum=0.9, weight_decay=1e-3, seed=1,
+              verbose=0)
+    a.fit(X, Y, **kw)
+    b.fit(X, Y, **kw)
+    assert all(p.dtype == np.float32 for p in state(b))
+    assert_same_state(a, b, rtol=1e-4, atol=1e-5)
+
+
+def sgd_both(a, b, X, Y, **kw):
+    """The same ``sgd(X, Y, verbose=False, **kw)`` call on models ``a`` and ``b``."""
+    for model in (a, b):
+        model.sgd(X, Y, verbose=False, **kw)
+
+
+def peak_bytes(fn):
+    """(exception raised or None, peak bytes traced) of ``fn()``."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        outcome = None
+    except Exception as exc:
+        outcome = exc
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return outcome, peak
 
 
 def _mnist_dir():

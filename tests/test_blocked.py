@@ -3,7 +3,7 @@ one-pass kernel, for every block size."""
 
 import numpy as np
 import pytest
-from conftest import blobs, state, twins
+from conftest import assert_same_state, blobs, sgd_both, state, twins
 
 from fastmlp import MSE, NLL, Linear, ReLU, Sequential, Sigmoid, SoftMax, Tanh, tuning
 from fastmlp.engines import numba_available
@@ -51,12 +51,10 @@ def test_blocked_equals_numpy_engine(name, block, kernel):
     X[:, 7] = 0  # a sample with no nonzero input at all
     assert kernel_for(X) == kernel
     a, b = twin(build, "numpy", "auto"), twin(build, "numba", block)
-    a.sgd(X, Y, iters=700, lrate=0.02, seed=3, verbose=False)
-    b.sgd(X, Y, iters=700, lrate=0.02, seed=3, verbose=False)
+    sgd_both(a, b, X, Y, iters=700, lrate=0.02, seed=3)
     assert b.block_size == block
     assert b.path.startswith(f"fused per-sample, blocked k={block} {kernel}")
-    for p, q in zip(state(a), state(b), strict=True):
-        np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
+    assert_same_state(a, b, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("zeros", [0.0, 0.8])
@@ -65,11 +63,9 @@ def test_block_one_equals_the_one_pass_kernel(zeros):
     X, Y = blobs(d, c, 100)
     X = with_zeros(X, zeros)
     a, b = twin(build, "numba", "off"), twin(build, "numba", 1)
-    a.sgd(X, Y, iters=500, lrate=0.05, seed=1, verbose=False)
-    b.sgd(X, Y, iters=500, lrate=0.05, seed=1, verbose=False)
+    sgd_both(a, b, X, Y, iters=500, lrate=0.05, seed=1)
     assert a.block_size is None and b.block_size == 1
-    for p, q in zip(state(a), state(b), strict=True):
-        np.testing.assert_allclose(q, p, rtol=1e-12, atol=1e-14)
+    assert_same_state(a, b, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("zeros", [0.0, 0.8])
@@ -80,10 +76,8 @@ def test_repeated_samples_inside_a_block(zeros):
     X, Y = blobs(d, c, 2)
     X = with_zeros(X, zeros)
     a, b = twin(build, "numpy", "auto"), twin(build, "numba", 16)
-    a.sgd(X, Y, iters=160, lrate=0.05, seed=0, verbose=False)
-    b.sgd(X, Y, iters=160, lrate=0.05, seed=0, verbose=False)
-    for p, q in zip(state(a), state(b), strict=True):
-        np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
+    sgd_both(a, b, X, Y, iters=160, lrate=0.05, seed=0)
+    assert_same_state(a, b, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("zeros", [0.0, 0.8])
@@ -96,10 +90,8 @@ def test_notebook003_network_5000_steps(zeros):
     X, Y = blobs(784, 10, 500)
     X = with_zeros(X, zeros)
     a, b = twin(build, "numpy", "auto"), twin(build, "numba", 64 if zeros == 0 else 16)
-    a.sgd(X / 10, Y, iters=5000, lrate=0.01, seed=2, verbose=False)
-    b.sgd(X / 10, Y, iters=5000, lrate=0.01, seed=2, verbose=False)
-    for p, q in zip(state(a), state(b), strict=True):
-        np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
+    sgd_both(a, b, X / 10, Y, iters=5000, lrate=0.01, seed=2)
+    assert_same_state(a, b, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("zeros", [0.0, 0.8])
@@ -108,8 +100,7 @@ def test_float32_blocked(zeros):
     X, Y = blobs(d, c, 200)
     X = with_zeros(X / 10, zeros)
     a, b = twin(build, "numpy", "auto", np.float32), twin(build, "numba", 32, np.float32)
-    a.sgd(X, Y, iters=300, lrate=0.001, seed=3, verbose=False)
-    b.sgd(X, Y, iters=300, lrate=0.001, seed=3, verbose=False)
+    sgd_both(a, b, X, Y, iters=300, lrate=0.001, seed=3)
     for p, q in zip(state(a), state(b), strict=True):
         assert q.dtype == np.float32
         np.testing.assert_allclose(q, p, rtol=1e-4, atol=1e-5)
@@ -123,8 +114,7 @@ def test_fit_batch1_uses_the_blocked_path():
     a.fit(X, Y, epochs=2, batch_size=1, lrate=0.01, seed=0, verbose=0)
     b.fit(X, Y, epochs=2, batch_size=1, lrate=0.01, seed=0, verbose=0)
     assert b.block_size == 8
-    for p, q in zip(state(a), state(b), strict=True):
-        np.testing.assert_allclose(q, p, rtol=1e-9, atol=1e-12)
+    assert_same_state(a, b, rtol=1e-9, atol=1e-12)
 
 
 def test_tune_is_measured_once_and_remembered(monkeypatch):

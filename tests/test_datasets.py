@@ -4,11 +4,10 @@ import gzip
 import pickle
 import re
 import struct
-import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import MNIST_DIR, needs_mnist
+from conftest import MNIST_DIR, needs_mnist, peak_bytes
 
 from fastmlp import datasets
 from fastmlp.datasets import load_digits, load_mnist, make_blobs, one_hot, read_idx
@@ -171,20 +170,6 @@ def test_make_blobs_seeds():
 
 
 # --- Hostile files (issue 14) -------------------------------------------------
-
-
-def peak_bytes(fn):
-    """(exception raised or None, peak bytes traced) of ``fn()``."""
-    tracemalloc.start()
-    try:
-        fn()
-        outcome = None
-    except Exception as exc:
-        outcome = exc
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return outcome, peak
 
 
 def idx_header(type_code, *shape):

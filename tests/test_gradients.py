@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import bind, numerical_grad
+from conftest import assert_backprop_matches_finite_differences, bind, numerical_grad
 
 import fastmlp
 from fastmlp import MSE, NLL, Linear, ReLU, Sequential, Sigmoid, SoftMax, Tanh
@@ -100,17 +100,7 @@ def test_whole_network(engine, name, b):
             m.W0[:] = rng.normal(size=m.W0.shape) * 0.1
     X = rng.normal(size=(d, b))
     Y = np.eye(c)[rng.randint(c, size=b)].T
-
-    def f():
-        return nn.loss.forward(nn.forward(X), Y)
-
-    f()
-    nn.backward(nn.loss.backward())
-    for m in nn.modules:
-        if isinstance(m, Linear):
-            dW, dW0 = m.dLdW.copy(), m.dLdW0.copy()
-            np.testing.assert_allclose(dW, numerical_grad(f, m.W), rtol=RTOL, atol=ATOL)
-            np.testing.assert_allclose(dW0, numerical_grad(f, m.W0), rtol=RTOL, atol=ATOL)
+    assert_backprop_matches_finite_differences(nn, X, Y, rtol=RTOL, atol=ATOL)
 
 
 def test_public_names():

@@ -7,12 +7,11 @@ import stat
 import subprocess
 import sys
 import time
-import tracemalloc
 import zipfile
 
 import numpy as np
 import pytest
-from conftest import blobs
+from conftest import blobs, peak_bytes
 
 import fastmlp
 from fastmlp import MSE, NLL, Layer, Linear, ReLU, Sequential, Sigmoid, SoftMax, Tanh
@@ -190,20 +189,6 @@ def members_of(path):
 
 def meta_member(meta):
     return npy_bytes(np.array(json.dumps(meta)))
-
-
-def peak_bytes(fn):
-    """(outcome, peak bytes traced) of ``fn()``; the outcome is the exception raised."""
-    tracemalloc.start()
-    try:
-        fn()
-        outcome = None
-    except Exception as exc:
-        outcome = exc
-    finally:
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    return outcome, peak
 
 
 def test_load_rejects_a_declared_size_beyond_the_file_before_reading(tmp_path):

@@ -4,7 +4,7 @@ path, and the sparse path taken only where it should be."""
 
 import numpy as np
 import pytest
-from conftest import assert_same_state, state, twins
+from conftest import assert_float32_fit_tracks, assert_same_state, twins
 
 from fastmlp import MSE, NLL, Linear, ReLU, Sequential, SoftMax, Tanh
 from fastmlp.engines import numba_available
@@ -54,13 +54,7 @@ def test_sparse_fit_equals_numpy_engine(arch, batch, momentum, nesterov, decay):
 def test_sparse_fit_float32_tolerance():
     """float32: the NumPy engine's trajectory to float32 round-off (rtol 1e-4)."""
     X, Y = sparse_data(150, dtype=np.float32)
-    a, b = twins(ARCHS["relu-nll"], np.float32)
-    kw = dict(epochs=2, batch_size=16, lrate=0.05, momentum=0.9, weight_decay=1e-3, seed=1,
-              verbose=0)
-    a.fit(X, Y, **kw)
-    b.fit(X, Y, **kw)
-    assert all(p.dtype == np.float32 for p in state(b))
-    assert_same_state(a, b, rtol=1e-4, atol=1e-5)
+    assert_float32_fit_tracks(*twins(ARCHS["relu-nll"], np.float32), X, Y)
 
 
 # The kernel itself, on flat buffers (the layout of fastmlp.kernels.step).

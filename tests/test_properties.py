@@ -3,7 +3,7 @@
 import itertools
 
 import numpy as np
-from conftest import ENGINES, numerical_grad
+from conftest import ENGINES, assert_backprop_matches_finite_differences
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -38,20 +38,20 @@ def networks(draw):
     return modules, HEADS[head][1](), widths[0], widths[-1], b, seed, engine
 
 
-def data(d, c, b, seed):
+def model_and_data(net):
+    """The drawn network as a Sequential on its engine, and a batch (X, Y) for it."""
+    modules, loss, d, c, b, seed, engine = net
     rng = np.random.RandomState(seed)
     X = rng.normal(size=(d, b))
     Y = np.eye(c)[rng.randint(c, size=b)].T
-    return X, Y
+    return Sequential(modules, loss, engine=engine), X, Y
 
 
 @settings(max_examples=40, deadline=None)
 @given(networks())
 def test_backprop_matches_finite_differences(net):
-    modules, loss, d, c, b, seed, engine = net
-    nn = Sequential(modules, loss, engine=engine)
-    X, Y = data(d, c, b, seed)
-    rng = np.random.RandomState(seed)
+    nn, X, Y = model_and_data(net)
+    rng = np.random.RandomState(net[5])
     for m in nn.modules:
         if isinstance(m, Linear):
             m.W0[:] = rng.normal(size=m.W0.shape)
@@ -60,25 +60,14 @@ def test_backprop_matches_finite_differences(net):
     for m in nn.modules:
         assume(not isinstance(m, ReLU) or np.abs(Z).min() > 1e-4)
         Z = m.forward(Z)
-
-    def f():
-        return nn.loss.forward(nn.forward(X), Y)
-
-    f()
-    nn.backward(nn.loss.backward())
-    for m in nn.modules:
-        if isinstance(m, Linear):
-            dW, dW0 = m.dLdW.copy(), m.dLdW0.copy()
-            np.testing.assert_allclose(dW, numerical_grad(f, m.W), rtol=1e-5, atol=1e-7)
-            np.testing.assert_allclose(dW0, numerical_grad(f, m.W0), rtol=1e-5, atol=1e-7)
+    assert_backprop_matches_finite_differences(nn, X, Y, rtol=1e-5, atol=1e-7)
 
 
 @settings(max_examples=40, deadline=None)
 @given(networks())
 def test_batch_gradient_is_the_sum_of_sample_gradients(net):
-    modules, loss, d, c, b, seed, engine = net
-    nn = Sequential(modules, loss, engine=engine)
-    X, Y = data(d, c, b, seed)
+    nn, X, Y = model_and_data(net)
+    b = X.shape[1]
     linears = [m for m in nn.modules if isinstance(m, Linear)]
     total = nn.loss.forward(nn.forward(X), Y)
     nn.backward(nn.loss.backward())
@@ -100,11 +89,9 @@ def test_batch_gradient_is_the_sum_of_sample_gradients(net):
 @settings(max_examples=40, deadline=None)
 @given(networks())
 def test_outputs_have_the_head_range(net):
-    modules, loss, d, c, b, seed, engine = net
-    nn = Sequential(modules, loss, engine=engine)
-    X, _ = data(d, c, b, seed)
+    nn, X, Y = model_and_data(net)
     out = nn.forward(X * 100)
-    assert out.shape == (c, b) and np.isfinite(out).all()
+    assert out.shape == Y.shape and np.isfinite(out).all()
     if type(nn.modules[-1]) is SoftMax:
         np.testing.assert_allclose(out.sum(axis=0), 1.0, rtol=1e-12)
     if type(nn.modules[-1]) in (SoftMax, Sigmoid):

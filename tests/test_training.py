@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import assert_same_state, blobs, hard_data, params_of, state
+from conftest import assert_float32_fit_tracks, assert_same_state, blobs, hard_data, params_of
 
 from fastmlp import MSE, NLL, History, Linear, ReLU, Sequential, Sigmoid, SoftMax, Tanh
 from fastmlp.engines import numba_available
@@ -55,13 +55,7 @@ def test_fused_fit_equals_numpy_engine(momentum, nesterov, decay, batch, arch):
 def test_fused_fit_float32_tolerance():
     """float32: same trajectory to float32 round-off (documented: rtol 1e-4)."""
     X, Y = blobs(5, 3, 150)
-    a, b = build("numpy", np.float32), build("numba", np.float32)
-    kw = dict(epochs=2, batch_size=16, lrate=0.05, momentum=0.9, weight_decay=1e-3, seed=1,
-              verbose=0)
-    a.fit(X, Y, **kw)
-    b.fit(X, Y, **kw)
-    assert all(p.dtype == np.float32 for p in state(b))
-    assert_same_state(a, b, rtol=1e-4, atol=1e-5)
+    assert_float32_fit_tracks(build("numpy", np.float32), build("numba", np.float32), X, Y)
 
 
 @needs_numba
