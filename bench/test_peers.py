@@ -31,6 +31,25 @@ BATCH_CASES = [(w, m, dt, p) for w, modes in BATCH_MODES.items() for m in modes
                for dt in ("float64", "float32") for p in peers.PEERS]
 
 
+def interleaved(benchmark, ours, our_units, theirs, idx, their_units, rounds):
+    """Time ``ours()`` and ``theirs(idx[1 + r])`` alternately for ``rounds``
+    rounds; return the medians of each in µs per unit (sample or step)."""
+    times = ([], [])
+
+    def body():
+        for r in range(rounds):
+            t0 = time.perf_counter()
+            ours()
+            t1 = time.perf_counter()
+            theirs(idx[1 + r])
+            t2 = time.perf_counter()
+            times[0].append((t1 - t0) / our_units * 1e6)
+            times[1].append((t2 - t1) / their_units * 1e6)
+
+    benchmark.pedantic(body, rounds=1, iterations=1)
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
 @pytest.mark.parametrize("workload, dtype, peer", CASES,
                          ids=[f"{w}-per-sample-{dt}-{p}" for w, dt, p in CASES])
 def test_peer(benchmark, workload, dtype, peer, scale):
@@ -47,22 +66,9 @@ def test_peer(benchmark, workload, dtype, peer, scale):
     theirs = peers.RUNNERS[peer](w, Xr, Yr, dtype)
     ours(max(1, our_steps // 10))
     theirs(idx[0])  # warm-up: compiles (JAX), allocates
-    times = {"fastmlp": [], peer: []}
     rounds = 1 if scale < 1 else ROUNDS
-
-    def interleaved():
-        for r in range(rounds):
-            t0 = time.perf_counter()
-            ours()
-            t1 = time.perf_counter()
-            theirs(idx[1 + r])
-            t2 = time.perf_counter()
-            times["fastmlp"].append((t1 - t0) / our_steps * 1e6)
-            times[peer].append((t2 - t1) / steps * 1e6)
-
     benchmark.group = f"peers {workload} {w.name} per-sample {dtype}"
-    benchmark.pedantic(interleaved, rounds=1, iterations=1)
-    fm, pm = float(np.median(times["fastmlp"])), float(np.median(times[peer]))
+    fm, pm = interleaved(benchmark, ours, our_steps, theirs, idx, steps, rounds)
     benchmark.extra_info.update(
         workload=workload, name=w.name, mode="per-sample", dtype=dtype, peer=peer,
         peer_version=peers.version(peer), data=source, fastmlp_us=fm, peer_us=pm,
@@ -88,22 +94,9 @@ def test_peer_minibatch(benchmark, workload, mode, dtype, peer, scale):
     theirs = peers.RUNNERS[peer](w, Xr, Yr, dtype, batch=case.batch)
     ours()
     theirs(idx[0])
-    times = {"fastmlp": [], peer: []}
     rounds = 1 if scale < 1 else ROUNDS
-
-    def interleaved():
-        for r in range(rounds):
-            t0 = time.perf_counter()
-            ours()
-            t1 = time.perf_counter()
-            theirs(idx[1 + r])
-            t2 = time.perf_counter()
-            times["fastmlp"].append((t1 - t0) / samples * 1e6)
-            times[peer].append((t2 - t1) / (steps * case.batch) * 1e6)
-
     benchmark.group = f"peers {workload} {w.name} {mode} {dtype}"
-    benchmark.pedantic(interleaved, rounds=1, iterations=1)
-    fm, pm = float(np.median(times["fastmlp"])), float(np.median(times[peer]))
+    fm, pm = interleaved(benchmark, ours, samples, theirs, idx, steps * case.batch, rounds)
     benchmark.extra_info.update(
         workload=workload, name=w.name, mode=mode, dtype=dtype, peer=peer,
         peer_version=peers.version(peer), data=source, fastmlp_us=fm, peer_us=pm,

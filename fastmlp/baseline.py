@@ -15,20 +15,7 @@ is returned.
 
 import numpy as np
 
-from .kernels.codes import (
-    ADAM,
-    H_ALPHA,
-    H_BETA1,
-    H_BETA2,
-    H_DECAY,
-    H_EPSILON,
-    H_GRAD_SCALE,
-    H_LR,
-    H_MOMENTUM,
-    H_T,
-    NESTEROV,
-    SGD,
-)
+from .kernels import codes
 
 __all__ = [
     "linear_backward",
@@ -89,30 +76,30 @@ def sgd_update(W, W0, dLdW, dLdW0, S, S0, opt, hyper, batch):
     velocity, flattened; Adam: rows 0 and 1 the moments, ``hyper[H_T]`` the
     step counter, advanced by the caller once per step).
     """
-    lr, mu = hyper[H_LR], hyper[H_MOMENTUM]
-    scale = hyper[H_GRAD_SCALE] / batch
-    decay = hyper[H_DECAY] + hyper[H_ALPHA] / batch
+    lr, mu = hyper[codes.H_LR], hyper[codes.H_MOMENTUM]
+    scale = hyper[codes.H_GRAD_SCALE] / batch
+    decay = hyper[codes.H_DECAY] + hyper[codes.H_ALPHA] / batch
     for P, grad, state, d in ((W, dLdW, S, decay), (W0, dLdW0, S0, 0.0)):
         g = grad * P.dtype.type(scale)
         if d:
             g += P.dtype.type(d) * P
-        if opt == SGD:
+        if opt == codes.SGD:
             P -= P.dtype.type(lr) * g
             continue
-        if opt == ADAM:  # moments in rows 0 and 1; hyper[H_T] counts this step
-            b1, b2, t = hyper[H_BETA1], hyper[H_BETA2], hyper[H_T]
+        if opt == codes.ADAM:  # moments in rows 0 and 1; hyper[codes.H_T] counts this step
+            b1, b2, t = hyper[codes.H_BETA1], hyper[codes.H_BETA2], hyper[codes.H_T]
             M, V = state[0].reshape(P.shape), state[1].reshape(P.shape)
             M *= P.dtype.type(b1)
             M += P.dtype.type(1 - b1) * g
             V *= P.dtype.type(b2)
             V += P.dtype.type(1 - b2) * (g * g)
             lr_t = P.dtype.type(lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t))
-            P += -lr_t * M / (np.sqrt(V) + P.dtype.type(hyper[H_EPSILON]))
+            P += -lr_t * M / (np.sqrt(V) + P.dtype.type(hyper[codes.H_EPSILON]))
             continue
         V = state[0].reshape(P.shape)
         V *= P.dtype.type(mu)
         V -= P.dtype.type(lr) * g
-        if opt == NESTEROV:
+        if opt == codes.NESTEROV:
             P += P.dtype.type(mu) * V - P.dtype.type(lr) * g
         else:
             P += V
