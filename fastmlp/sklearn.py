@@ -544,11 +544,14 @@ class _KernelSteps:
         steps = -(-len(order) // batch)
         losses, hit = np.empty(steps), np.empty(steps, dtype=np.int64)
         self.stats = np.empty((steps, 2))
+        # No weights, dense X: None, so the kernel compiles without that code.
+        # (max_fill stays a float, 0 or not: one compiled kernel for all data.)
         self.kernel.train_batches(self.P, self.G, optimizer.state, self.sizes, self.acts,
-                                  self.loss, self.X, self.Y, self.sw, *self.csr,
+                                  self.loss, self.X, self.Y, self.sw if self.sw.size else None,
+                                  self.csr if self.csr[0].size else None,
                                   np.ascontiguousarray(order, dtype=np.int64), int(batch),
                                   optimizer.code, optimizer.hyper(), losses, hit, self.stats,
-                                  self.max_fill)
+                                  float(self.max_fill))
         return losses, hit
 
 

@@ -146,19 +146,21 @@ def forward_batch(P, A, sizes, woff, boff, aoff, acts, stride, b, xb, first, lis
     """Forward pass of a batch of ``b`` rows ``xb``, layer l's output to
     ``A[stride * aoff[l]:]`` as b x n rows. ``first`` is how layer 0's product
     is made: FIRST_BLAS (a GEMM), FIRST_PAIRS (from the nonzeros, see
-    :func:`pair_lists`) or FIRST_READY (the caller put it in place, e.g. from
-    a CSR matrix; ``xb`` is then not read)."""
+    :func:`pair_lists`; ``lists`` is their workspace, None if the caller
+    never takes this path) or FIRST_READY (the caller put it in place, e.g.
+    from a CSR matrix; ``xb`` is then not read)."""
     inp = xb
     for ell in range(sizes.shape[0] - 1):
         m, n = sizes[ell], sizes[ell + 1]
         W = P[woff[ell]:woff[ell] + m * n].reshape((m, n))
         bias = P[boff[ell]:boff[ell] + n]
         Z = A[stride * aoff[ell]:stride * aoff[ell] + b * n].reshape((b, n))
-        if ell == 0 and first == FIRST_PAIRS:
-            pair_lists(xb, lists)
-            pair_products(lists, W, Z)
-        elif ell > 0 or first == FIRST_BLAS:
+        if ell > 0 or first == FIRST_BLAS:
             np.dot(inp, W, Z)
+        elif lists is not None:  # (None: Numba drops the pair code; see train_batches)
+            if first == FIRST_PAIRS:
+                pair_lists(xb, lists)
+                pair_products(lists, W, Z)
         for r in range(b):
             z = Z[r]
             for j in range(n):
@@ -233,6 +235,19 @@ def gather_csr(indptr, indices, data, Y, rows, xb, yb, max_work):
     return work <= max_work
 
 
+@jit
+def first_gradient(xb, dz, gW, lists, sparse):
+    """The first layer's ``gW = xb.T @ dz``: from the nonzeros of ``xb`` (see
+    :func:`pair_lists`) if ``sparse``, else by BLAS. ``lists`` None (never
+    sparse) compiles no pair code."""
+    if lists is not None:
+        if sparse:
+            pair_lists(xb.T, lists)
+            pair_products(lists, dz, gW)
+            return
+    np.dot(xb.T, dz, gW)
+
+
 def train_minibatch(P, G, S, sizes, acts, loss, X, Y, order, batch, opt, hyper, losses, hits,
                     max_fill):
     """Run SGD over the batches ``order[s*batch:(s+1)*batch]`` of rows of X and Y.
@@ -248,31 +263,35 @@ def train_minibatch(P, G, S, sizes, acts, loss, X, Y, order, batch, opt, hyper, 
     dense X and no per-step statistics. (A Python function: as a compiled
     wrapper it would compile all of train_batches again, 3-4 s.)
     """
-    none_i = np.empty(0, dtype=np.int32)
-    train_batches(P, G, S, sizes, acts, loss, X, Y, np.empty(0, dtype=P.dtype),
-                  np.empty(0, dtype=np.int64), none_i, np.empty(0, dtype=P.dtype), order,
-                  batch, opt, hyper, losses, hits, np.empty((0, 2)), max_fill)
+    train_batches(P, G, S, sizes, acts, loss, X, Y, None, None, order, batch, opt, hyper,
+                  losses, hits, None, max_fill if max_fill > 0 else None)
 
 
 @jit
-def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, indptr, indices, data, order, batch,
-                  opt, hyper, losses, hits, stats, max_fill):
+def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, hyper, losses,
+                  hits, stats, max_fill):
     """:func:`train_minibatch`, with scikit-learn's extras.
 
-    * ``sw``: per-sample weights, indexed like the rows of X (empty: all
-      ones). A sample's loss and output gradient are multiplied by its
-      weight, and each step divides its summed gradient (and the L2 term
-      ``alpha``) by the batch's sum of weights instead of its size, as
-      scikit-learn does. ``losses[s]`` is then the weighted sum.
-    * ``indptr``, ``indices``, ``data``: X as a CSR matrix (used when
-      ``indptr`` is not empty; X is then ignored and may be ``(0, d)``).
-      Each batch's rows are scattered into the dense batch buffer, so the
-      work is proportional to their nonzeros, and the first layer's products
-      take the nonzeros' path as for dense inputs.
-    * ``stats`` (steps x 2, float64, or 0 rows to skip): per step, the sum
-      of the batch's weights and the sum of squares of every weight matrix
-      as the step's forward pass saw them (scikit-learn's L2 term of the
-      step's loss is ``0.5 alpha`` times it, divided by the first).
+    Each extra is None when unused. Numba then compiles this function without
+    its code (branch pruning on None arguments: a first mini-batch ``fit``
+    compiles about 3 s less), once per combination a process uses.
+
+    * ``sw``: per-sample weights, indexed like the rows of X. A sample's loss
+      and output gradient are multiplied by its weight, and each step
+      divides its summed gradient (and the L2 term ``alpha``) by the batch's
+      sum of weights instead of its size, as scikit-learn does.
+      ``losses[s]`` is then the weighted sum.
+    * ``csr``: X as a CSR matrix ``(indptr, indices, data)`` (X is then
+      ignored and may be ``(0, d)``). Each batch's rows are scattered into
+      the dense batch buffer, so the work is proportional to their nonzeros,
+      and the first layer's products take the nonzeros' path as for dense
+      inputs.
+    * ``stats`` (steps x 2, float64): per step, the sum of the batch's
+      weights and the sum of squares of every weight matrix as the step's
+      forward pass saw them (scikit-learn's L2 term of the step's loss is
+      ``0.5 alpha`` times it, divided by the first).
+    * ``max_fill``: the largest batch fill that takes the first layer's
+      nonzeros path (see :func:`gather`); None: never.
     """
     n_total = order.shape[0]
     if n_total == 0:
@@ -281,16 +300,21 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, indptr, indices, data, o
     eps = eps_of(P)
     woff, boff, aoff = offsets(sizes)
     d, c = sizes[0], sizes[L]
-    weighted = sw.shape[0] > 0
-    csr = indptr.shape[0] > 0
-    want_stats = stats.shape[0] > 0
     Xb = np.empty(batch * d, dtype=P.dtype)
     Yb = np.empty(batch * c, dtype=P.dtype)
     A = np.empty(batch * aoff[L], dtype=P.dtype)  # layer l's output at batch * aoff[l]
     D = np.empty(batch * aoff[L], dtype=P.dtype)  # and its gradient before activation
     dA = np.empty(batch * widest(sizes), dtype=P.dtype)
-    Wb = np.empty(batch if weighted else 0, dtype=sw.dtype)
-    lists = pair_workspace(P, batch, d, sizes[1], max_fill)
+    if sw is None:
+        Wb = np.empty(0, dtype=P.dtype)
+    else:
+        Wb = np.empty(batch, dtype=sw.dtype)
+    if max_fill is None:
+        lists = None
+        fill = -1.0  # (gather then counts nothing)
+    else:
+        lists = pair_workspace(P, batch, d, sizes[1], max_fill)
+        fill = max_fill
     steps = (n_total + batch - 1) // batch
     for s in range(steps):
         lo = s * batch
@@ -298,18 +322,19 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, indptr, indices, data, o
         xb = Xb[:b * d].reshape((b, d))
         yb = Yb[:b * c].reshape((b, c))
         rows = order[lo:lo + b]
-        if csr:
-            sparse = gather_csr(indptr, indices, data, Y, rows, xb, yb, max_fill * b * d)
+        if csr is None:
+            sparse = gather(X, Y, rows, xb, yb, fill * b * d)
         else:
-            sparse = gather(X, Y, rows, xb, yb, max_fill * b * d)
+            sparse = gather_csr(csr[0], csr[1], csr[2], Y, rows, xb, yb, fill * b * d)
         divisor = float(b)
-        wb = Wb[:b if weighted else 0]
-        if weighted:
+        wb = Wb[:0]
+        if sw is not None:
+            wb = Wb[:b]
             divisor = 0.0
             for r in range(b):
                 wb[r] = sw[rows[r]]
                 divisor += wb[r]
-        if want_stats:
+        if stats is not None:
             squares = 0.0
             for ell in range(L):
                 for i in range(woff[ell], woff[ell] + sizes[ell] * sizes[ell + 1]):
@@ -334,12 +359,9 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, indptr, indices, data, o
             dz = D[batch * aoff[ell]:batch * aoff[ell] + b * n].reshape((b, n))
             if ell == 0:
                 a_in = xb
+                first_gradient(xb, dz, gW, lists, sparse)
             else:
                 a_in = A[batch * aoff[ell - 1]:batch * aoff[ell - 1] + b * m].reshape((b, m))
-            if ell == 0 and sparse:
-                pair_lists(xb.T, lists)
-                pair_products(lists, dz, gW)
-            else:
                 np.dot(a_in.T, dz, gW)
             for j in range(n):
                 gb[j] = 0
