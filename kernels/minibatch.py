@@ -11,6 +11,15 @@ Activations are stored samples x features, so every product is a
 row-major GEMM, done by BLAS through ``np.dot(a, b, out)`` into buffers made
 once per call: no step allocates.
 
+Compile time
+------------
+The batch helpers called from one or two kernels (:func:`forward_batch`,
+:func:`batch_head`, :func:`gather`, ...) are ``inline="always"``: compiled
+as part of their caller instead of as functions of their own, which Numba
+would optimise once alone and again when linked into the caller. Measured,
+the first mini-batch ``fit`` in a cold cache (784-100-10, float64): 12.3 s
+of CPU with them as separate functions, 9.2-9.8 s inlined.
+
 Sparse inputs
 -------------
 The first layer's two products, ``Z = xb @ W`` and ``gW = xb.T @ dz``, only
@@ -104,7 +113,7 @@ def pair_products(lists, S, out):
             q += 1
 
 
-@jit
+@jit(inline="always")
 def gather(X, Y, rows, xb, yb, max_work):
     """Copy rows ``rows`` of X and Y into ``xb`` and ``yb``; return whether the
     work of the sparse first layer is at most ``max_work``.
@@ -141,7 +150,7 @@ def gather(X, Y, rows, xb, yb, max_work):
 FIRST_BLAS, FIRST_PAIRS, FIRST_READY = 0, 1, 2
 
 
-@jit
+@jit(inline="always")
 def forward_batch(P, A, sizes, woff, boff, aoff, acts, stride, b, xb, first, lists):
     """Forward pass of a batch of ``b`` rows ``xb``, layer l's output to
     ``A[stride * aoff[l]:]`` as b x n rows. ``first`` is how layer 0's product
@@ -169,7 +178,7 @@ def forward_batch(P, A, sizes, woff, boff, aoff, acts, stride, b, xb, first, lis
         inp = Z
 
 
-@jit
+@jit(inline="always")
 def batch_head(loss, act, out, yb, dout, wb, eps):
     """The loss of each row of ``out`` against ``yb``, its gradient written to
     ``dout``, both times the row's weight ``wb[r]`` (``wb`` empty: ones).
@@ -190,7 +199,7 @@ def batch_head(loss, act, out, yb, dout, wb, eps):
     return total, hit
 
 
-@jit
+@jit(inline="always")
 def add_bias_gradient(dz, gb):
     """``gb += dz.sum(axis=0)``."""
     for r in range(dz.shape[0]):
@@ -198,7 +207,7 @@ def add_bias_gradient(dz, gb):
             gb[j] += dz[r, j]
 
 
-@jit
+@jit(inline="always")
 def input_gradient(act, W, dz, a_in, da, prev):
     """Back through a layer to its input: ``da = dz @ W.T``, then through the
     activation ``act`` that made ``a_in``, into ``prev``."""
@@ -235,7 +244,7 @@ def gather_csr(indptr, indices, data, Y, rows, xb, yb, max_work):
     return work <= max_work
 
 
-@jit
+@jit(inline="always")
 def first_gradient(xb, dz, gW, lists, sparse):
     """The first layer's ``gW = xb.T @ dz``: from the nonzeros of ``xb`` (see
     :func:`pair_lists`) if ``sparse``, else by BLAS. ``lists`` None (never
