@@ -105,6 +105,18 @@ PARALLEL_MIN_WORK = 2_000_000
 #: kernel wins up to a fill of 0.65-0.75 whatever the width; MNIST's is 0.39.
 INFERENCE_FILL_MAX = 0.55
 INFERENCE_FILL_MIN_WIDTH = 16
+#: From INFERENCE_WIDE outputs up the limit is INFERENCE_FILL_MAX_WIDE: the
+#: lists' cost is shared by more column blocks. Measured (one thread, 512
+#: inputs, random nonzeros): 256-512 outputs ran in 0.8-0.9 of BLAS's time
+#: at fill 0.8 and about 1 at 0.9-0.95 (MNIST's ReLU outputs after 784-512
+#: fill 0.76, their groups sorted).
+INFERENCE_FILL_MAX_WIDE = 0.8
+INFERENCE_WIDE = 256
+#: Layers after the first with at most this many outputs run on the register
+#: kernel over every input (fastmlp.kernels.inference.dense_layer) instead of
+#: BLAS: measured (2,048 rows) 0.6-0.86 of OpenBLAS's time for 10-32 outputs,
+#: about 1 for 64.
+INFERENCE_NARROW = 32
 #: The most bytes :class:`fastmlp.inference.Accuracy` keeps of the first layer's lists for
 #: the whole of X (index and four values an entry; 140 MB for MNIST's 60,000
 #: float64 images), and at most half of X's own bytes; above either it lists

@@ -27,23 +27,32 @@ Activations are stored samples x units, so each layer is ``A @ W``:
 
 * **First layer, sparse input** (decided once per call from the fill of
   groups of four adjacent samples in about 256 sampled columns,
-  :func:`pair_fill`, against :func:`sparse_limit`): products over the
-  nonzeros only (:func:`fastmlp.kernels.inference.sparse_layer`, W in
-  L2-sized column blocks, four samples' outputs in registers); the nonzero
-  structure is listed once per chunk, straight from X in its own layout and
-  dtype.
+  :func:`pair_fill`, against :func:`sparse_limit`): the chunk's samples are
+  sorted so that similar ones share groups of four (by key inputs chosen
+  once per call, :func:`sort_keys`), then products over the nonzeros only
+  (:func:`fastmlp.kernels.inference.sparse_columns`, W in L2-sized column
+  blocks, four samples' outputs in registers); the nonzero structure is
+  listed once per chunk, straight from X in its own layout and dtype. Every
+  later layer keeps the sorted order; the last one's outputs are put back in
+  place.
 * **First layer, dense input**: NumPy's ``matmul`` on the chunk, a view of X
   when BLAS can read it as it lies (P's dtype and one unit stride: F- and
   C-ordered both qualify), else a converted chunk buffer.
-* **Later layers**: ``matmul`` on the previous activations, or, after a ReLU
-  whose outputs in this chunk are sparse enough (the same rule, on the fill
-  expected from the measured density), the sparse kernel.
-* Bias and activation: one vectorised compiled pass
-  (:func:`fastmlp.kernels.inference.bias_activate`) over C-ordered rows (the
-  sparse kernel's outputs keep their block padding until the next layer
-  reads them, as a view, rather than being compacted).
+* **Later layers**: narrow ones (at most ``INFERENCE_NARROW`` outputs) on
+  the register kernel over every input
+  (:func:`fastmlp.kernels.inference.dense_layer`; BLAS is slow on narrow
+  products); others by ``matmul``, or, after a ReLU
+  whose outputs in this chunk are sparse enough (the fill of their groups,
+  counted on every ``FILL_STEP``-th group, against :func:`sparse_limit`;
+  unless ``sparse=False``), the sparse kernel.
+* Bias and activation: added by the register kernels as the outputs leave
+  the registers for identity and ReLU; otherwise one vectorised compiled
+  pass (:func:`fastmlp.kernels.inference.bias_activate`) over C-ordered rows
+  (the kernels' outputs keep their block padding until the next layer reads
+  them, as a view, rather than being compacted).
 * Tail: outputs written into ``out`` (directly by the last product when
-  ``out`` is F-ordered, the default), or their argmax, or loss and hits.
+  ``out`` is F-ordered, the default, and the samples were not sorted), or
+  their argmax, or loss and hits.
 
 Threads
 -------
@@ -76,10 +85,11 @@ the same call made from the main thread. float64 gave the same bits.
 Memory bound
 ------------
 Per worker, the workspace is at most about ``WORKSPACE_BYTES`` (16 MiB): two
-activation buffers of ``chunk x widest layer`` (widths rounded up to 16, the
-sparse kernel's block padding), the sparse kernel's lists (``LIST_ENTRIES``
-entries of an int32 and four values, 576 KiB in float64, on top of the 16
-MiB) and, for a dense first layer whose X
+activation buffers of ``chunk x widest layer`` (widths rounded up to 16, at
+least the kernels' block padding), the sparse kernel's lists (``LIST_ENTRIES``
+entries of an int32 and four values, 576 KiB in float64) and the chunk's
+sort (three int64 arrays of ``chunk`` and 2**SORT_BITS + 1 counters, 56 KiB),
+both on top of the 16 MiB, and, for a dense first layer whose X
 BLAS cannot read in place (another dtype, or no unit stride), a ``chunk x
 inputs`` conversion buffer, plus the blocked copy of each sparse layer's W
 (shared by the workers). The chunk is the largest multiple of 16 samples
@@ -87,8 +97,10 @@ inputs`` conversion buffer, plus the blocked copy of each sparse layer's W
 ``n_threads x 16 MiB`` plus its result (the outputs for :func:`forward`, 8
 bytes a sample for :func:`predict_classes`). Measured (tests/test_inference.py,
 VmHWM in a fresh process): 784 x 60,000 float64 inputs through 784-512-512-10
-on two threads, F- or C-ordered: 33 MiB above the resident size before the
-call (into a preallocated ``out``; the default output adds 4.8 MB).
+on two threads, F- or C-ordered: 38-39 MiB above the resident size before
+the call (into a preallocated ``out``; the default output adds 4.8 MB); 33
+MiB before both of its first two layers could run sparse, whose blocked
+copies of W are 5 MB.
 :class:`Accuracy` keeps, besides its workers' buffers, X's lists for as long
 as it lives (one ``sgd`` call): at most ``LIST_CACHE_BYTES`` (256 MiB) and
 half of X's bytes (140 MB for MNIST's 60,000 float64 images), and the
@@ -108,13 +120,16 @@ from .config import (
     CHUNK_MIN,
     DENSITY_SAMPLES,
     INFERENCE_FILL_MAX,
+    INFERENCE_FILL_MAX_WIDE,
     INFERENCE_FILL_MIN_WIDTH,
+    INFERENCE_NARROW,
+    INFERENCE_WIDE,
     LIST_CACHE_BYTES,
     PARALLEL_MIN_WORK,
     WORKSPACE_BYTES,
 )
 from .engines import kernel_module
-from .kernels.codes import MSE, NLL, RELU, SOFTMAX
+from .kernels.codes import IDENTITY, MSE, NLL, RELU, SOFTMAX
 
 #: Entries of a worker's sparse lists (at least the layer's inputs): each
 #: entry is an int32 offset and four values, 576 KiB in float64. Groups of
@@ -123,6 +138,13 @@ from .kernels.codes import MSE, NLL, RELU, SOFTMAX
 LIST_ENTRIES = 16_384
 #: Samples a sparse list covers (kernels.inference.GROUP).
 GROUP = 4
+#: Key inputs by which a sparse first layer sorts each chunk's samples
+#: (kernels.inference.sort_columns; 2**SORT_BITS counters). On MNIST the
+#: fill of the lists is 0.388 unsorted, 0.330 / 0.324 / 0.322 with 8 / 10 /
+#: 12 keys (chunks of 2,048).
+SORT_BITS = 10
+#: The fill of a chunk's ReLU outputs is counted on every FILL_STEP-th group.
+FILL_STEP = 16
 
 __all__ = [
     "Accuracy",
@@ -148,19 +170,26 @@ def sparse_limit(n_out, itemsize):
     """The largest list fill (:func:`pair_fill`: listed entries over dense
     entries) at which a layer with ``n_out`` outputs runs faster over the
     nonzeros than BLAS: ``INFERENCE_FILL_MAX`` from ``INFERENCE_FILL_MIN_WIDTH``
-    outputs up, else 0 (never sparse).
+    outputs up, ``INFERENCE_FILL_MAX_WIDE`` from ``INFERENCE_WIDE`` up, else
+    0 (never sparse).
 
     A fixed rule (not timed per call). Measured on this machine (2-core AMD
     EPYC, one thread, thread CPU time of chunks of 2,048 samples, 784
-    inputs): the sparse kernel's time over single-threaded OpenBLAS's is
-    0.5-0.65 at MNIST's fill (0.39), 0.6-0.9 at fill 0.59, 0.7-1.0 at 0.68
-    and 0.8-1.2 at 0.76, for 16 to 1024 outputs in either dtype (float32
-    crosses 1 first, at 0.65 for 16-32 outputs). So the limit does not
-    depend on the width from 16 outputs up, nor (within the margin) on
-    ``itemsize``; see the closing notes of issue 12.
+    inputs) with the first kernel (adjacent groups, two-register blocks):
+    its time over single-threaded OpenBLAS's was 0.5-0.65 at MNIST's fill
+    (0.39), 0.6-0.9 at fill 0.59, 0.7-1.0 at 0.68 and 0.8-1.2 at 0.76, for
+    16 to 1024 outputs in either dtype (float32 crosses 1 first, at 0.65 for
+    16-32 outputs); see the closing notes of issue 12. With the cheaper
+    lists (the kernel's nz_mask8), wide layers gain most, the lists' cost
+    being shared by more blocks: 512 inputs to 256-512 outputs measured 0.8-0.9
+    at fill 0.8 and about 1 at 0.9-0.95, 16-128 outputs still crossing 1 at
+    0.6-0.7 (one thread, random nonzeros; noisy machine). MNIST's ReLU
+    outputs after 784-512 fill 0.76 sorted.
     """
     if n_out < INFERENCE_FILL_MIN_WIDTH:
         return 0.0
+    if n_out >= INFERENCE_WIDE:
+        return float(INFERENCE_FILL_MAX_WIDE)
     return float(INFERENCE_FILL_MAX)
 
 
@@ -207,7 +236,7 @@ def _check_data(X, rows, name, what="features"):
 class _Call:
     """Everything one call decides before its chunks run."""
 
-    def __init__(self, P, sizes, acts, X, n_threads, chunk, sparse):
+    def __init__(self, P, sizes, acts, X, n_threads, chunk, sparse, report=False):
         self.K = kernel_module("inference")
         self.P, self.sizes, self.layers = _check_net(P, sizes, acts)
         self.X = X = _check_data(X, self.sizes[0], "X")
@@ -215,16 +244,30 @@ class _Call:
         self.N = N = X.shape[1]
         m = self.sizes[0]
         item = self.dtype.itemsize
-        # First layer: sparse or dense.
-        if sparse is None:
-            sparse = pair_fill(X) <= sparse_limit(self.sizes[1], item)
-        self.sparse0 = bool(sparse)
-        # Later layers after a ReLU may go sparse per chunk (by measured density).
+        # First layer: sparse or dense (``sparse`` forces it).
+        first = sparse
+        if first is None:
+            first = pair_fill(X) <= sparse_limit(self.sizes[1], item)
+        self.sparse0 = bool(first)
+        # The reports' Accuracy lists X once, grouped by class, runs its sparse
+        # layers in blocks of two registers only and narrow layers by BLAS:
+        # fewer kernels to compile for a first sgd.
+        self.report = report
+        self.keys = sort_keys(X) if self.sparse0 and not report else None
+        # Later layers: narrow ones on the dense group kernel; after a ReLU,
+        # over the nonzeros when a chunk's are sparse enough (unless
+        # ``sparse=False``), whichever path the first layer took.
+        self.narrow = [ell > 0 and self.sizes[ell + 1] <= INFERENCE_NARROW and not report
+                       for ell in range(len(self.layers))]
         self.hidden_sparse = [
-            ell > 0 and self.layers[ell - 1][2] == RELU and sparse is not False
-            and sparse_limit(self.sizes[ell + 1], item) > 0
+            ell > 0 and not self.narrow[ell] and self.layers[ell - 1][2] == RELU
+            and sparse is not False and sparse_limit(self.sizes[ell + 1], item) > 0
             for ell in range(len(self.layers))
         ]
+        bw = self.K.block_width(self.dtype)  # (narrow layers: blocks of two registers)
+        self.padded = [-(-n // bw) * bw if self.narrow[ell] or report
+                       else self.K.padded_width(n, self.dtype)
+                       for ell, n in enumerate(self.sizes[1:])]
         self.refresh()
         # How the dense first layer reads X.
         self.convert = None
@@ -249,22 +292,41 @@ class _Call:
         self.n_threads = min(n_threads, self.n_chunks)
 
     def refresh(self):
-        """Copy the weights of the sparse layers into column blocks (see
-        kernels.inference.sparse_layer): again whenever P has changed."""
+        """Copy the weights of the sparse and narrow layers into column blocks
+        (kernels.inference.split_weights; two-register blocks only for narrow
+        layers and the reports), their biases padded alike: again whenever P
+        has changed."""
         self.blocked = [
-            self.K.block_weights(W) if (ell == 0 and self.sparse0) or self.hidden_sparse[ell]
-            else None
+            None if not ((ell == 0 and self.sparse0) or self.hidden_sparse[ell] or self.narrow[ell])
+            else (None, self.K.block_weights(W)) if self.narrow[ell] or self.report
+            else self.K.split_weights(W)
             for ell, (W, _, _) in enumerate(self.layers)
         ]
+        # Their biases padded as the blocks (zeros), and zeros alike.
+        self.zero_pad = [None if Wb is None else np.zeros(self._padded(ell), self.dtype)
+                         for ell, Wb in enumerate(self.blocked)]
+        self.bias_pad = [None if z is None else z.copy() for z in self.zero_pad]
+        for ell, (_, bias, _) in enumerate(self.layers):
+            if self.bias_pad[ell] is not None:
+                self.bias_pad[ell][:bias.shape[0]] = bias
+
+    def _padded(self, ell):
+        """Layer ``ell``'s outputs, padding included, in column blocks."""
+        return self.padded[ell]
 
     def workspace(self):
         """One worker's buffers (see "Memory bound")."""
         C, dt = self.chunk, self.dtype
         cap = max([LIST_ENTRIES] + [m for m, Wb in zip(self.sizes, self.blocked, strict=False)
                                     if Wb is not None])
-        ws = {"A": np.empty(C * self.widest, dt), "B": np.empty(C * self.widest, dt),
+        ws = {"A": self.K.aligned_empty(C * self.widest, dt),
+              "B": self.K.aligned_empty(C * self.widest, dt),
               "lists": (np.empty(cap, np.int32), np.empty((cap, GROUP), dt),
-                        np.empty(C // GROUP + 1, np.int64))}
+                        np.empty(C // GROUP + 1, np.int64)),
+              "ident": np.arange(C, dtype=np.int64), "cols": np.empty(C, np.int64)}
+        if self.keys is not None:
+            ws["counts"] = np.empty((1 << len(self.keys)) + 1, np.int64)
+            ws["ranks"] = np.empty(C, np.int64)
         if self.convert == "rows":
             ws["conv"] = np.empty((C, self.sizes[0]), dt)
         elif self.convert == "cols":
@@ -285,29 +347,52 @@ class _Call:
         K = self.K
         bufs = (ws["A"], ws["B"])
         L = len(self.layers)
+        # A sparse first layer runs the samples sorted (kernels.inference.
+        # sort_columns): the rows of every layer's activations are then in
+        # the order ``cols``, put back in place after the last layer.
+        cols = None
+        if self.sparse0 and lists is None:
+            cols = ws["cols"][:b]
+            if self.keys is None:
+                np.add(ws["ident"][:b], lo, out=cols)
+            else:
+                K.sort_columns(X, lo, hi, self.keys, cols, ws["counts"], ws["ranks"][:b])
+        reordered = cols is not None and self.keys is not None
         A = Afull = None  # activations (b x n view), and a C-ordered array holding them
         density = 1.0
         for ell, (W, bias, code) in enumerate(self.layers):
             m, n = W.shape
-            last = ell == L - 1 and final is not None
+            last = ell == L - 1 and final is not None and not reordered
             use_sparse = (ell == 0 and self.sparse0) or (
-                self.hidden_sparse[ell]
-                and _group_fill(density) <= sparse_limit(n, self.dtype.itemsize))
-            if use_sparse:
-                Wb = self.blocked[ell]
-                npad = Wb.shape[0] * Wb.shape[2]
-                be = b + (-b) % GROUP  # the kernel fills whole groups of rows
+                self.hidden_sparse[ell] and self._sparse_enough(Afull, m, n, b, density, ws))
+            if use_sparse or self.narrow[ell]:
+                W3, W2 = self.blocked[ell]
+                npad = self._padded(ell)
+                be = b + (-b) % GROUP  # the kernels fill whole groups of rows
                 Zp = bufs[ell % 2][:be * npad].reshape(be, npad)
-                if ell == 0 and lists is not None:
+                # The kernels add the biases (and a ReLU) as the outputs
+                # leave the registers; other activations run after them.
+                fused = code in (IDENTITY, RELU)
+                bpad = self.bias_pad[ell] if fused else self.zero_pad[ell]
+                relu = code == RELU
+                if not use_sparse:
+                    K.dense_layer(A, m, W2, Zp, bpad, relu)
+                elif ell == 0 and lists is not None:
                     g0, g1 = lo // GROUP, (hi + GROUP - 1) // GROUP
-                    K.group_layer(Wb, lists.idx, lists.ccf, lists.starts[g0:g1 + 1], g1 - g0, Zp,
-                                  LIST_ENTRIES)
+                    K.group_layer(W3, W2, lists.idx, lists.ccf, lists.starts[g0:g1 + 1], g1 - g0,
+                                  Zp, LIST_ENTRIES, bpad, relu)
                 elif ell == 0:
-                    K.sparse_layer(X, m, lo, hi, Wb, Zp, *ws["lists"])
+                    K.sparse_columns(X, m, cols, W3, W2, Zp, *ws["lists"], bpad, relu)
                 else:
-                    K.sparse_layer(Afull.T, m, 0, b, Wb, Zp, *ws["lists"])
+                    K.sparse_columns(Afull.T, m, ws["ident"][:b], W3, W2, Zp, *ws["lists"],
+                                     bpad, relu)
                 Zfull = Zp[:b]
-                nnz = K.bias_activate(Zfull, bias, code)
+                if fused:
+                    nnz = -2  # (not counted)
+                elif code == SOFTMAX:  # over the n outputs only
+                    nnz = K.bias_activate(Zfull, bias, code)
+                else:  # over whole rows: vectors only, no scalar remainder
+                    nnz = K.bias_activate(Zfull, self.bias_pad[ell], code)
                 Z = Zfull[:, :n]
                 if last:
                     final[...] = Z
@@ -332,8 +417,26 @@ class _Call:
                 nnz = K.bias_activate(Z, bias, code)
                 Zfull = Z
             A, Afull = Z, Zfull
-            density = nnz / max(1, b * n) if nnz >= 0 else 1.0
+            density = nnz / max(1, b * n) if nnz >= 0 else (None if nnz == -2 else 1.0)
+        if reordered:
+            n = A.shape[1]
+            out = final if final is not None else bufs[L % 2][:b * n].reshape(b, n)
+            K.unsort_rows(A, cols, lo, out)
+            return out
         return A
+
+    def _sparse_enough(self, Afull, m, n, b, density, ws):
+        """Whether a layer after a ReLU runs over the nonzeros of this chunk's
+        activations ``Afull`` (``density`` of them nonzero): its groups' fill,
+        counted when the density alone does not settle it, against
+        :func:`sparse_limit`."""
+        limit = sparse_limit(n, self.dtype.itemsize)
+        if density is not None:  # (None: not counted)
+            if density > limit:  # the fill is at least the density
+                return False
+            if _group_fill(density) <= limit:  # nonzeros scattered at random fill this much
+                return True
+        return self.K.strided_fill(Afull.T, m, b, FILL_STEP) <= limit
 
     def run(self, body, spaces=None):
         """Call ``body(ci, lo, hi, ws)`` for every chunk, on the call's workers;
@@ -442,7 +545,7 @@ class Accuracy:
     """
 
     def __init__(self, P, sizes, acts, X, Y, *, n_threads=None, chunk=None, sparse=None):
-        self.call = call = _Call(P, sizes, acts, X, n_threads, chunk, sparse)
+        self.call = call = _Call(P, sizes, acts, X, n_threads, chunk, sparse, report=True)
         Y = _check_data(Y, call.sizes[-1], "Y", "outputs")
         if Y.shape[1] != call.N:
             raise ValueError(f"X has {call.N} samples but Y has {Y.shape[1]}")
@@ -480,20 +583,42 @@ def _group_fill(density):
     return 1.0 - (1.0 - min(1.0, density)) ** GROUP
 
 
+def _sampled_columns(N):
+    """About DENSITY_SAMPLES columns of N, as groups of four adjacent ones
+    evenly spread (for fewer than four, the last repeated)."""
+    if N < GROUP:
+        return np.minimum(np.arange(GROUP), max(N - 1, 0)).astype(np.int64)
+    k = min(DENSITY_SAMPLES // GROUP, N // GROUP)
+    starts = np.linspace(0, N - GROUP, k).astype(np.int64)
+    return (starts[:, None] + np.arange(GROUP)).reshape(-1)
+
+
+def sort_keys(X):
+    """The key inputs of :func:`fastmlp.kernels.inference.sort_columns` for
+    X: the (at most SORT_BITS) inputs nonzero in a share of the sampled
+    columns (:func:`pair_fill`'s) closest to one half, most balanced first;
+    None if no input is nonzero in some sampled columns and zero in others,
+    or X has fewer than two groups of samples."""
+    if X.shape[1] <= GROUP:
+        return None
+    cols = _sampled_columns(X.shape[1])
+    counts = np.empty(X.shape[0], np.int64)
+    kernel_module("inference").nonzero_counts(X, cols, counts)
+    share = counts / len(cols)
+    varied = np.flatnonzero((share > 0) & (share < 1))
+    if varied.size == 0:
+        return None
+    keys = varied[np.argsort(np.abs(share[varied] - 0.5), kind="stable")[:SORT_BITS]]
+    return keys.astype(np.int64)
+
+
 def pair_fill(X):
     """The fill of the sparse kernel's lists (the share of (input, group)
     entries where any of a group of four adjacent samples is nonzero) in
     about DENSITY_SAMPLES columns of X, taken as groups evenly spread: the
     sparse first layer's share of the dense product's work. (The name is
     older than the groups of four; the kernel once listed pairs.)"""
-    N = X.shape[1]
-    if N < GROUP:
-        cols = np.minimum(np.arange(GROUP), max(N - 1, 0)).astype(np.int64)
-    else:
-        k = min(DENSITY_SAMPLES // GROUP, N // GROUP)
-        starts = np.linspace(0, N - GROUP, k).astype(np.int64)
-        cols = (starts[:, None] + np.arange(GROUP)).reshape(-1)
-    return kernel_module("inference").density_sample(X, cols)[1]
+    return kernel_module("inference").density_sample(X, _sampled_columns(X.shape[1]))[1]
 
 
 _POOL = None
