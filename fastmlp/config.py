@@ -68,14 +68,15 @@ BLOCK_MARGIN = 0.9
 
 # -- mini-batch kernel (fastmlp.kernels.minibatch) ------------------------------
 
-#: The sparse first layer pays when the batch's fill (its share of the dense
-#: multiply-adds) is at most SPARSE_FILL_SLOPE * (1 - SPARSE_FILL_WIDTH / n) for
-#: a first layer of n outputs. Measured (one core, batches of 32 and 128,
-#: float32; float64 gains more): the list products cost about as much as BLAS
-#: at fill 0.28 for 128 outputs, 0.4 for 256 and 0.5 for 512, and more than
-#: BLAS at any fill for 64 or fewer. MNIST's fill is 0.26.
-SPARSE_FILL_SLOPE = 0.55
-SPARSE_FILL_WIDTH = 64.0
+#: The sparse first layer (groups of four on the nonzeros) pays when the
+#: batch's fill, the share of the dense multiply-adds its lists hold, is at
+#: most SPARSE_FILL_MAX and the layer has at least SPARSE_MIN_WIDTH outputs.
+#: Measured (one core, both products of the first layer, against OpenBLAS;
+#: batches of 32-200, 64-512 outputs, float32 and float64): 1.14-2.5x
+#: faster at MNIST's fill of 0.33, 0.6-1.27x at 0.56 (MNIST with 8% more
+#: pixels set at random), slower beyond. Narrower layers were not measured.
+SPARSE_FILL_MAX = 0.45
+SPARSE_MIN_WIDTH = 64
 
 # -- Numba engine (fastmlp.kernels.layer_ops) -----------------------------------
 

@@ -24,8 +24,8 @@ from .config import (
     DENSE_BLOCK,
     DENSITY_SAMPLE,
     SPARSE_DENSITY,
-    SPARSE_FILL_SLOPE,
-    SPARSE_FILL_WIDTH,
+    SPARSE_FILL_MAX,
+    SPARSE_MIN_WIDTH,
     TRANSPOSE_MIN_FRACTION,
 )
 from .inference import pair_fill
@@ -142,9 +142,10 @@ def density(X):
 
 
 def sparse_limit(n):
-    """The largest batch fill for which a first layer of ``n`` outputs skips
-    zero inputs in the mini-batch kernel (0 for 64 outputs or fewer)."""
-    return max(0.0, SPARSE_FILL_SLOPE * (1.0 - SPARSE_FILL_WIDTH / n))
+    """The largest batch fill (:func:`fastmlp.kernels.minibatch.gather`) for
+    which a first layer of ``n`` outputs skips zero inputs in the mini-batch
+    kernel (0: never)."""
+    return SPARSE_FILL_MAX if n >= SPARSE_MIN_WIDTH else 0.0
 
 
 def batch_max_fill(dens, n):

@@ -545,13 +545,15 @@ class _KernelSteps:
         losses, hit = np.empty(steps), np.empty(steps, dtype=np.int64)
         self.stats = np.empty((steps, 2))
         # No weights, dense X: None, so the kernel compiles without that code.
-        # (max_fill stays a float, 0 or not: one compiled kernel for all data.)
-        self.kernel.train_batches(self.P, self.G, optimizer.state, self.sizes, self.acts,
-                                  self.loss, self.X, self.Y, self.sw if self.sw.size else None,
-                                  self.csr if self.csr[0].size else None,
-                                  np.ascontiguousarray(order, dtype=np.int64), int(batch),
-                                  optimizer.code, optimizer.hyper(), losses, hit, self.stats,
-                                  float(self.max_fill))
+        # (The sparse first layer's workspace is always made, even when
+        # max_fill is 0: one compiled kernel for dense and sparse data.)
+        k = self.kernel
+        ws = k.sparse_workspace(self.P, int(batch), int(self.sizes[0]), int(self.sizes[1]))
+        k.train_batches(self.P, self.G, optimizer.state, self.sizes, self.acts, self.loss,
+                        self.X, self.Y, self.sw if self.sw.size else None,
+                        self.csr if self.csr[0].size else None,
+                        np.ascontiguousarray(order, dtype=np.int64), int(batch), optimizer.code,
+                        optimizer.hyper(), losses, hit, self.stats, float(self.max_fill), ws)
         return losses, hit
 
 

@@ -10,7 +10,7 @@ call, sized by the chunk, so memory does not grow with the data.
 
 The first layer works on the nonzero inputs: from the CSR structure when X
 is sparse (``indptr`` not empty), else, for dense chunks sparse enough
-(``max_fill``), from the pair lists of the mini-batch kernel; other chunks
+(``max_fill``), from the group lists of the mini-batch kernel; other chunks
 run BLAS products. Callers split the rows between threads (each with its own
 ``G``) and add the partial sums; the kernel releases the GIL.
 """
@@ -20,16 +20,15 @@ import numpy as np
 from ._jit import REASSOC, jit
 from .minibatch import (
     FIRST_BLAS,
-    FIRST_PAIRS,
     FIRST_READY,
+    FIRST_SPARSE,
     add_bias_gradient,
     batch_head,
+    first_gradient,
     forward_batch,
     gather,
     input_gradient,
-    pair_lists,
-    pair_products,
-    pair_workspace,
+    sparse_workspace,
 )
 from .step import eps_of, offsets, widest
 
@@ -87,30 +86,30 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, lo, hi, 
     for ell in range(L):
         gmax = max(gmax, sizes[ell] * sizes[ell + 1])
     gtmp = np.empty(gmax, dtype=P.dtype)
-    dense_pairs = (not csr) and max_fill > 0
-    lists = pair_workspace(P, chunk, d, sizes[1], max_fill if dense_pairs else 0.0)
-    Xb = np.empty(chunk * d if dense_pairs else 0, dtype=P.dtype)
-    Yb = np.empty(chunk * c if dense_pairs else 0, dtype=P.dtype)
-    rows = np.arange(hi - lo if dense_pairs else 0, dtype=np.int64) + lo
+    dense_lists = (not csr) and max_fill > 0
+    ws = sparse_workspace(P, chunk if dense_lists else 1, d if dense_lists else 1, sizes[1])
+    Xb = np.empty(chunk * d if dense_lists else 0, dtype=P.dtype)
+    Yb = np.empty(chunk * c if dense_lists else 0, dtype=P.dtype)
+    rows = np.arange(hi - lo if dense_lists else 0, dtype=np.int64) + lo
     total = 0.0
     for start in range(lo, hi, chunk):
         b = min(chunk, hi - start)
         sparse = False
         if csr:
             xb = X[0:0]
-        elif dense_pairs:  # copy the chunk and measure its fill (one pass)
+        elif dense_lists:  # copy the chunk and measure its fill (one pass)
             xb = Xb[:b * d].reshape((b, d))
             yb = Yb[:b * c].reshape((b, c))
-            sparse = gather(X, Y, rows[start - lo:start - lo + b], xb, yb, max_fill * b * d)
+            sparse = gather(X, Y, rows[start - lo:start - lo + b], xb, yb, max_fill)
         else:
             xb = X[start:start + b]
-        first = FIRST_PAIRS if sparse else FIRST_BLAS
+        first = FIRST_SPARSE if sparse else FIRST_BLAS
         if csr:  # the first layer's product straight from the CSR rows
             n = sizes[1]
             csr_forward(indptr, indices, data, start, P[woff[0]:woff[0] + d * n].reshape((d, n)),
                         A[chunk * aoff[0]:chunk * aoff[0] + b * n].reshape((b, n)))
             first = FIRST_READY
-        forward_batch(P, A, sizes, woff, boff, aoff, acts, chunk, b, xb, first, lists)
+        forward_batch(P, A, sizes, woff, boff, aoff, acts, chunk, b, xb, first, ws)
         oL = chunk * aoff[L - 1]
         out = A[oL:oL + b * c].reshape((b, c))
         dout = D[oL:oL + b * c].reshape((b, c))
@@ -127,11 +126,8 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, lo, hi, 
                 csr_gradient(indptr, indices, data, start, dz, gW)
             else:
                 tmp = gtmp[:m * n].reshape((m, n))
-                if ell == 0 and sparse:
-                    pair_lists(xb.T, lists)
-                    pair_products(lists, dz, tmp)
-                elif ell == 0:
-                    np.dot(xb.T, dz, tmp)
+                if ell == 0:
+                    first_gradient(xb, dz, tmp, ws, sparse)
                 else:
                     a_in = A[chunk * aoff[ell - 1]:chunk * aoff[ell - 1] + b * m].reshape((b, m))
                     np.dot(a_in.T, dz, tmp)

@@ -87,7 +87,7 @@ def test_per_sample_plans(d, width, zeros, block, order, samples, expected):
         (256, 0.85, f"fused mini-batch, first layer on nonzeros (batch fill <= "
                     f"{sparse_limit(256):.2f}); samples read in place"),
         (256, 0.0, "fused mini-batch, dense first layer; samples read in place"),
-        (64, 0.85, "fused mini-batch, dense first layer; samples read in place"),  # too narrow
+        (32, 0.85, "fused mini-batch, dense first layer; samples read in place"),  # too narrow
     ],
 )
 def test_mini_batch_plans(width, zeros, expected):

@@ -1,0 +1,112 @@
+"""The mini-batch and full-batch kernels' sparse first layer (groups of four
+on the nonzeros, :mod:`fastmlp.kernels.minibatch`): its gate counts exactly
+what its lists hold, and it trains as the BLAS path does for every width,
+batch and dtype, including partial groups and blocks."""
+
+import numpy as np
+import pytest
+
+from fastmlp.engines import numba_available
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not importable")
+
+GROUP = 4
+
+
+def group_entries(xb):
+    """The entries of the two group listings of a batch ``xb`` (rows x
+    inputs), counted in NumPy: per group of four rows, the inputs nonzero in
+    any of them; per group of four inputs, the rows nonzero in any of them."""
+    nz = (xb != 0) | np.isnan(xb)
+    b, d = nz.shape
+    rows = sum(nz[g:g + GROUP].any(axis=0).sum() for g in range(0, b, GROUP))
+    cols = sum(nz[:, q:q + GROUP].any(axis=1).sum() for q in range(0, d, GROUP))
+    return int(rows + cols)
+
+
+@pytest.mark.parametrize("b, d", [(1, 1), (1, 6), (7, 31), (8, 30), (32, 784), (5, 9)])
+def test_gate_counts_exactly_the_list_entries(b, d):
+    from fastmlp.kernels.minibatch import gather
+
+    rng = np.random.RandomState(b + d)
+    X = rng.normal(size=(50, d)) * (rng.rand(50, d) < 0.3)
+    X[0, 0] = np.nan  # NaN counts as nonzero (it must reach the products)
+    Y = rng.normal(size=(50, 2))
+    rows = rng.permutation(50)[:b].astype(np.int64)
+    xb, yb = np.empty((b, d)), np.empty((b, 2))
+    assert gather(X, Y, rows, xb, yb, 2.0)
+    np.testing.assert_array_equal(xb, X[rows])
+    np.testing.assert_array_equal(yb, Y[rows])
+    work = group_entries(xb)
+    fill = work * GROUP / (2.0 * b * d)  # the share of the dense multiply-adds
+    assert gather(X, Y, rows, xb, yb, fill)
+    assert not gather(X, Y, rows, xb, yb, fill - 1e-9)
+
+
+def case(d, width, c, n, density, dtype, seed=0):
+    """(P, sizes, acts, loss, X, Y): a d-width-c ReLU/SoftMax+NLL network on
+    samples (rows) about ``density`` nonzero, with some all-zero rows."""
+    from fastmlp.kernels.codes import NLL, RELU, SOFTMAX
+
+    rng = np.random.RandomState(seed)
+    sizes = np.array([d, width, c])
+    P = rng.normal(0, 0.3, size=d * width + width + width * c + c).astype(dtype)
+    X = (rng.uniform(-1, 1, size=(n, d)) * (rng.rand(n, d) < density)).astype(dtype)
+    X[::7] = 0
+    Y = np.eye(c, dtype=dtype)[rng.randint(c, size=n)]
+    return P, sizes, np.array([RELU, SOFTMAX]), NLL, X, Y
+
+
+def epoch(kase, batch, max_fill, opt_name):
+    from fastmlp.kernels.minibatch import train_minibatch
+    from fastmlp.optimizers import SGD, Adam
+
+    P, sizes, acts, loss, X, Y = kase
+    opt = (Adam(0.01) if opt_name == "adam"
+           else SGD(0.05, momentum=0.8, nesterov=True, weight_decay=1e-3))
+    P, G = P.copy(), np.zeros_like(P)
+    S = np.zeros((2, len(P)), dtype=P.dtype)
+    order = np.random.RandomState(1).permutation(len(X)).astype(np.int64)
+    steps = -(-len(order) // batch)
+    losses, hits = np.empty(steps), np.empty(steps, dtype=np.int64)
+    train_minibatch(P, G, S, sizes, acts, loss, X, Y, order, batch, opt.code, opt.hyper(),
+                    losses, hits, max_fill)
+    return P, G, losses, hits
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("d, width, batch", [(31, 100, 7), (30, 17, 32), (9, 64, 1),
+                                             (13, 40, 5), (64, 16, 4)])
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+def test_sparse_epoch_equals_blas_epoch(dtype, d, width, batch, opt_name):
+    """Widths that are not whole register blocks, batches that are not whole
+    groups of four, inputs not a multiple of four: the same training as the
+    BLAS path, to rounding."""
+    kase = case(d, width, 3, 45, 0.2, dtype)
+    sparse = epoch(kase, batch, 2.0, opt_name)  # every batch on the nonzeros
+    dense = epoch(kase, batch, -1.0, opt_name)  # none
+    rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-4, 1e-5)
+    for s, b in zip(sparse[:3], dense[:3], strict=True):
+        np.testing.assert_allclose(s, b, rtol=rtol, atol=atol)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(sparse[3], dense[3])
+    gW = sparse[1][:d * width].reshape(d, width)
+    assert np.abs(gW).max() > 0
+
+
+@pytest.mark.parametrize("max_fill", [2.0, 0.0])
+def test_full_batch_sparse_equals_blas(max_fill):
+    """L-BFGS's loss and gradient over a whole data set: the chunks on the
+    nonzeros give BLAS's numbers."""
+    from fastmlp.kernels.full_batch import loss_grad
+
+    P, sizes, acts, loss, X, Y = case(31, 100, 3, 70, 0.2, np.float64)
+    empty_i, empty_f = np.empty(0, dtype=np.int64), np.empty(0)
+    out = {}
+    for fill in (max_fill, -1.0):
+        G = np.zeros_like(P)
+        total = loss_grad(P, G, sizes, acts, loss, X, Y, empty_f, empty_i,
+                          np.empty(0, dtype=np.int32), empty_f, 0, len(X), 16, fill)
+        out[fill] = total, G
+    np.testing.assert_allclose(out[max_fill][0], out[-1.0][0], rtol=1e-12)
+    np.testing.assert_allclose(out[max_fill][1], out[-1.0][1], rtol=1e-10, atol=1e-12)
