@@ -46,7 +46,6 @@ from .inference import GROUP, VEC_BYTES, sparse_columns
 from .step import argmax, eps_of, offsets, widest
 from .update import update
 
-
 #: Entries of the sparse first layer's lists (at least the layer's inputs
 #: and the batch): int32 offsets and four values each.
 LIST_ENTRIES = 8192
@@ -297,8 +296,9 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
     """:func:`train_minibatch`, with scikit-learn's extras.
 
     Each extra is None when unused (``max_fill`` is a float). Numba then
-    compiles this function without its code (branch pruning on None arguments: a first mini-batch ``fit``
-    compiles about 3 s less), once per combination a process uses.
+    compiles this function without its code (branch pruning on None
+    arguments; with the inlined helpers, a first mini-batch ``fit`` compiles
+    about 4 s less), once per combination a process uses.
 
     * ``sw``: per-sample weights, indexed like the rows of X. A sample's loss
       and output gradient are multiplied by its weight, and each step

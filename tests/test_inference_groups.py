@@ -2,7 +2,6 @@
 kernels (fastmlp.kernels.inference), against NumPy; and the driver's use of
 them (fastmlp.inference) against the layer-by-layer forward."""
 
-import itertools
 import os
 import subprocess
 import sys
@@ -10,56 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_inference import close, layouts, make_params, reference, sparse_data  # shared
 
-from fastmlp import baseline as B
 from fastmlp import inference as inf
 from fastmlp.engines import kernel_module
-
-ACTS = {0: lambda z: z, 1: B.relu_forward, 2: B.tanh_forward, 3: B.sigmoid_forward,
-        4: B.softmax_forward}
-RTOL = {np.float64: 1e-12, np.float32: 1e-5}
 
 
 def K():
     return kernel_module("inference")
-
-
-def sparse_data(d, n, density, seed=1, dtype=np.float64):
-    rng = np.random.RandomState(seed)
-    X = rng.rand(n, d)
-    X[rng.rand(n, d) > density] = 0
-    return X.astype(dtype).T  # F-ordered, each sample contiguous
-
-
-def layouts(X):
-    wide = np.zeros((X.shape[0] * 2, X.shape[1] * 3), X.dtype)
-    wide[::2, ::3] = X
-    return {"F": np.asfortranarray(X), "C": np.ascontiguousarray(X), "strided": wide[::2, ::3]}
-
-
-def close(got, want, dtype):
-    scale = np.nanmax(np.abs(want)) if want.size else 1.0
-    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=RTOL[dtype] * scale * 1e-2)
-
-
-def make_params(sizes, dtype, seed=0):
-    rng = np.random.RandomState(seed)
-    parts = []
-    for m, n in itertools.pairwise(sizes):
-        parts += [rng.normal(0, 1 / np.sqrt(m), m * n), rng.normal(0, 0.5, n)]
-    return np.concatenate(parts).astype(dtype)
-
-
-def reference(P, sizes, acts, X):
-    A = X.astype(P.dtype)
-    o = 0
-    for ell, (m, n) in enumerate(itertools.pairwise(sizes)):
-        W = P[o:o + m * n].reshape(m, n)
-        W0 = P[o + m * n:o + m * n + n].reshape(n, 1)
-        o += m * n + n
-        with np.errstate(all="ignore"):
-            A = ACTS[acts[ell]](B.linear_forward(W, W0, A))
-    return A
 
 
 # -- kernels (also run as plain Python: test_kernels_as_python) -------------------

@@ -59,6 +59,7 @@ def case(d, width, c, n, density, dtype, seed=0):
 
 def epoch(kase, batch, max_fill, opt_name):
     from fastmlp.kernels.minibatch import train_minibatch
+
     from fastmlp.optimizers import SGD, Adam
 
     P, sizes, acts, loss, X, Y = kase
