@@ -836,7 +836,7 @@ def group_layer(W3, W2, idx, ccf, starts, k, Z, cap, b, relu):
     (padded as the blocks; then the ReLU if ``relu``). W arrives as column
     blocks of three registers ``W3`` then of two ``W2`` (:func:`split_weights`;
     either may hold none; ``W3`` may be None, and then the three-register
-    kernel is not compiled: the reports' first call). For runs of groups holding at most ``cap``
+    kernel is not compiled: :func:`sparse_layer`). For runs of groups holding at most ``cap``
     entries (so that a run's lists stay in the core's L2 cache), each block,
     small enough to stay there too, serves the whole run
     (:func:`group_block`). Adding the bias and the ReLU as the outputs leave
