@@ -1,4 +1,5 @@
-"""Shared fixtures: the engines under test and small datasets."""
+"""Shared fixtures and helpers: the engines under test, the networks the test files
+share (their compiled kernels with them), small datasets."""
 
 import os
 
@@ -6,12 +7,90 @@ import os
 # skipped unless SciPy's array API support is switched on before SciPy loads.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
+import functools
+
 import numpy as np
 import pytest
 
+from fastmlp import MSE, NLL, Linear, ReLU, Sigmoid, SoftMax, Tanh
 from fastmlp.engines import numba_available
 
 ENGINES = ["numpy", "numba"] if numba_available() else ["numpy"]
+
+# -- Networks shared by the test files ---------------------------------------------
+#
+# Each network shape (widths, activations, loss) trained on the fused per-sample path
+# gets kernels generated for it, one per dtype and kind (one-pass, blocked with GEMMs,
+# blocked on nonzeros), each 1-10 s to compile with a cold cache: most of the suite's
+# compile time. So tests take their networks from this table wherever what they check
+# does not depend on the shape, and each kernel is compiled once per session. Compiled
+# in any case: test_naive_oracle.py trains "nb003", "deep", "mse", "mse-sigmoid" and
+# "single" on every per-sample path (float32 too for the first three);
+# test_specialised.py compiles the one-pass kernels of its networks in both dtypes;
+# ``fastmlp bench`` (test_cli.py) trains "notebook002" and "notebook003" one-pass;
+# test_blocked.py trains "notebook003" blocked, test_plan.py "200-100-3", and
+# test_notebook_equivalence.py "notebook002-tanh".
+
+#: name: (inputs, [(outputs, activation after it or None), ...], loss)
+NETWORKS = {
+    # notebook 002's network
+    "notebook002": (2, [(10, ReLU), (10, ReLU), (2, SoftMax)], NLL),
+    # notebook 003's network (784-100-10, sigmoid, softmax + NLL), scaled down
+    "nb003": (30, [(20, Sigmoid), (10, SoftMax)], NLL),
+    # tanh, relu, a Linear without activation, softmax + NLL
+    "deep": (8, [(6, Tanh), (5, ReLU), (4, None), (3, SoftMax)], NLL),
+    # regression: relu hidden layer, linear output, MSE
+    "mse": (12, [(16, ReLU), (2, None)], MSE),
+    # MSE's gradient taken back through an output activation
+    "mse-sigmoid": (12, [(10, ReLU), (2, Sigmoid)], MSE),
+    # one layer: softmax regression
+    "single": (12, [(3, SoftMax)], NLL),
+    # a first layer of at least DEFER_MIN_WEIGHTS (1,024) weights: its update is
+    # deferred into the next step's forward pass
+    "nb003-deferred": (70, [(20, Sigmoid), (10, SoftMax)], NLL),
+    # hidden layers wider than the kernels' register width (16)
+    "wide-middle": (9, [(24, ReLU), (20, Tanh), (3, SoftMax)], NLL),
+    # MSE through a softmax
+    "mse-softmax": (12, [(10, Tanh), (3, SoftMax)], MSE),
+    # deferred first layer, relu output wider than the register width, MSE
+    "mse-relu-wide": (40, [(30, Sigmoid), (18, ReLU)], MSE),
+    # one linear layer, MSE
+    "mse-identity": (5, [(4, None)], MSE),
+    # one linear layer, tanh, MSE
+    "mse-tanh": (5, [(3, Tanh)], MSE),
+    # notebook 002's network with tanh: the notebook's other activation
+    "notebook002-tanh": (2, [(10, Tanh), (10, Tanh), (2, SoftMax)], NLL),
+    # notebook 003's network
+    "notebook003": (784, [(100, Sigmoid), (10, SoftMax)], NLL),
+    # wide enough for the rules to train it in blocks with GEMMs (dense inputs)
+    "200-100-3": (200, [(100, Sigmoid), (3, SoftMax)], NLL),
+}
+
+
+def network(name, dtype=np.float64, seed=None):
+    """Fresh ``(modules, loss)`` of ``NETWORKS[name]``, the weights drawn as
+    ``Linear(m, n)`` draws them: from NumPy's global generator, or with a
+    ``seed``, from a ``RandomState(seed)`` of their own."""
+    d, spec, Loss = NETWORKS[name]
+    rng = None if seed is None else np.random.RandomState(seed)
+    modules, m = [], d
+    for n, Act in spec:
+        modules.append(Linear(m, n, dtype=dtype, seed=rng))
+        if Act is not None:
+            modules.append(Act())
+        m = n
+    return modules, Loss()
+
+
+def builder(name):
+    """A ``build()`` for :func:`twins`: ``network(name)``."""
+    return functools.partial(network, name)
+
+
+def dims(name):
+    """(inputs, outputs) of ``NETWORKS[name]``."""
+    d, spec, _ = NETWORKS[name]
+    return d, spec[-1][0]
 
 
 @pytest.fixture(params=ENGINES)
@@ -47,8 +126,6 @@ def params_of(model):
 
 def state(model):
     """Copies of every Linear layer's W, W0, dLdW and dLdW0: parameters, then gradients."""
-    from fastmlp import Linear
-
     grads = [g for m in model.modules if isinstance(m, Linear) for g in (m.dLdW, m.dLdW0)]
     return params_of(model) + [g.copy() for g in grads]
 
@@ -108,8 +185,6 @@ def numerical_grad(f, x, h=1e-6):
 def assert_backprop_matches_finite_differences(nn, X, Y, **tol):
     """``nn.backward``'s dLdW and dLdW0 of every Linear layer, for the loss of
     (X, Y), equal central differences within ``tol`` (assert_allclose's rtol, atol)."""
-    from fastmlp import Linear
-
     def f():
         return nn.loss.forward(nn.forward(X), Y)
 

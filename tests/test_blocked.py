@@ -3,27 +3,24 @@ one-pass kernel, for every block size."""
 
 import numpy as np
 import pytest
-from conftest import assert_same_state, blobs, sgd_both, state, twins
+from conftest import assert_same_state, blobs, builder, dims, sgd_both, state, twins
 
-from fastmlp import MSE, NLL, Linear, ReLU, Sequential, Sigmoid, SoftMax, Tanh, tuning
+from fastmlp import MSE, Linear, Sequential, tuning
 from fastmlp.engines import numba_available
 from fastmlp.plan import density
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not importable")
 
 
-def twin(build, engine, block, dtype=np.float64):
-    return twins(build, dtype, engines=(engine,), block=block)[0]
+def twin(name, engine, block, dtype=np.float64):
+    """conftest's network ``name`` on ``engine`` with ``block``."""
+    return twins(builder(name), dtype, engines=(engine,), block=block)[0]
 
 
-NETWORKS = {
-    "notebook003": (lambda: ([Linear(30, 20), Sigmoid(), Linear(20, 10), SoftMax()], NLL()),
-                    30, 10),
-    "deep": (lambda: ([Linear(12, 9), Tanh(), Linear(9, 8), ReLU(), Linear(8, 8), Linear(8, 3),
-                       SoftMax()], NLL()), 12, 3),
-    "wide-mse": (lambda: ([Linear(40, 64), ReLU(), Linear(64, 4)], MSE()), 40, 4),
-    "single-layer": (lambda: ([Linear(16, 5), SoftMax()], NLL()), 16, 5),
-}
+#: conftest's networks (their kernels are compiled once per session): a small
+#: notebook-003 network, a deep one mixing activations with a Linear without
+#: activation, a regression network, and one layer only.
+NETWORKS = ["nb003", "deep", "mse", "single"]
 
 
 def with_zeros(X, fraction, seed=1):
@@ -43,14 +40,13 @@ ZEROS = {"with GEMMs": 0.3, "on nonzeros": 0.8}
 
 @pytest.mark.parametrize("kernel", sorted(ZEROS))
 @pytest.mark.parametrize("block", [1, 2, 7, 64])
-@pytest.mark.parametrize("name", sorted(NETWORKS))
+@pytest.mark.parametrize("name", NETWORKS)
 def test_blocked_equals_numpy_engine(name, block, kernel):
-    build, d, c = NETWORKS[name]
-    X, Y = blobs(d, c, 200)
+    X, Y = blobs(*dims(name), 200)
     X = with_zeros(X / 5, ZEROS[kernel])
     X[:, 7] = 0  # a sample with no nonzero input at all
     assert kernel_for(X) == kernel
-    a, b = twin(build, "numpy", "auto"), twin(build, "numba", block)
+    a, b = twin(name, "numpy", "auto"), twin(name, "numba", block)
     sgd_both(a, b, X, Y, iters=700, lrate=0.02, seed=3)
     assert b.block_size == block
     assert b.path.startswith(f"fused per-sample, blocked k={block} {kernel}")
@@ -59,10 +55,9 @@ def test_blocked_equals_numpy_engine(name, block, kernel):
 
 @pytest.mark.parametrize("zeros", [0.0, 0.8])
 def test_block_one_equals_the_one_pass_kernel(zeros):
-    build, d, c = NETWORKS["deep"]
-    X, Y = blobs(d, c, 100)
+    X, Y = blobs(*dims("deep"), 100)
     X = with_zeros(X, zeros)
-    a, b = twin(build, "numba", "off"), twin(build, "numba", 1)
+    a, b = twin("deep", "numba", "off"), twin("deep", "numba", 1)
     sgd_both(a, b, X, Y, iters=500, lrate=0.05, seed=1)
     assert a.block_size is None and b.block_size == 1
     assert_same_state(a, b, rtol=1e-12, atol=1e-14)
@@ -72,10 +67,9 @@ def test_block_one_equals_the_one_pass_kernel(zeros):
 def test_repeated_samples_inside_a_block(zeros):
     """Two samples only: every block holds the same inputs many times, and the
     Gram term must count each earlier occurrence."""
-    build, d, c = NETWORKS["notebook003"]
-    X, Y = blobs(d, c, 2)
+    X, Y = blobs(*dims("nb003"), 2)
     X = with_zeros(X, zeros)
-    a, b = twin(build, "numpy", "auto"), twin(build, "numba", 16)
+    a, b = twin("nb003", "numpy", "auto"), twin("nb003", "numba", 16)
     sgd_both(a, b, X, Y, iters=160, lrate=0.05, seed=0)
     assert_same_state(a, b, rtol=1e-9, atol=1e-12)
 
@@ -84,22 +78,19 @@ def test_repeated_samples_inside_a_block(zeros):
 def test_notebook003_network_5000_steps(zeros):
     """The full-size notebook-003 network, 5,000 steps, float64 rtol 1e-9, on
     dense inputs and on inputs as sparse as MNIST's."""
-    def build():
-        return [Linear(784, 100), Sigmoid(), Linear(100, 10), SoftMax()], NLL()
-
-    X, Y = blobs(784, 10, 500)
+    X, Y = blobs(*dims("notebook003"), 500)
     X = with_zeros(X, zeros)
-    a, b = twin(build, "numpy", "auto"), twin(build, "numba", 64 if zeros == 0 else 16)
+    a, b = (twin("notebook003", "numpy", "auto"),
+            twin("notebook003", "numba", 64 if zeros == 0 else 16))
     sgd_both(a, b, X / 10, Y, iters=5000, lrate=0.01, seed=2)
     assert_same_state(a, b, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("zeros", [0.0, 0.8])
 def test_float32_blocked(zeros):
-    build, d, c = NETWORKS["wide-mse"]
-    X, Y = blobs(d, c, 200)
+    X, Y = blobs(*dims("mse"), 200)
     X = with_zeros(X / 10, zeros)
-    a, b = twin(build, "numpy", "auto", np.float32), twin(build, "numba", 32, np.float32)
+    a, b = twin("mse", "numpy", "auto", np.float32), twin("mse", "numba", 32, np.float32)
     sgd_both(a, b, X, Y, iters=300, lrate=0.001, seed=3)
     for p, q in zip(state(a), state(b), strict=True):
         assert q.dtype == np.float32
@@ -107,10 +98,9 @@ def test_float32_blocked(zeros):
 
 
 def test_fit_batch1_uses_the_blocked_path():
-    build, d, c = NETWORKS["wide-mse"]
-    X, Y = blobs(d, c, 90)
+    X, Y = blobs(*dims("mse"), 90)
     X /= 10
-    a, b = twin(build, "numpy", "auto"), twin(build, "numba", 8)
+    a, b = twin("mse", "numpy", "auto"), twin("mse", "numba", 8)
     a.fit(X, Y, epochs=2, batch_size=1, lrate=0.01, seed=0, verbose=0)
     b.fit(X, Y, epochs=2, batch_size=1, lrate=0.01, seed=0, verbose=0)
     assert b.block_size == 8
@@ -129,17 +119,14 @@ def test_tune_is_measured_once_and_remembered(monkeypatch):
     monkeypatch.setattr(tuning, "measure_blocks", counting)
     monkeypatch.setattr(tuning, "TUNE_MIN_STEPS", 100)
 
-    def build():
-        return [Linear(200, 100), ReLU(), Linear(100, 3), SoftMax()], NLL()
-
-    X, Y = blobs(200, 3, 300)
+    X, Y = blobs(*dims("200-100-3"), 300)
     for _ in range(2):
-        nn = twin(build, "numba", "tune")
+        nn = twin("200-100-3", "numba", "tune")
         nn.sgd(X, Y, iters=300, verbose=False)
         assert nn.block_size == 16 and nn.path.startswith("fused per-sample, blocked k=16 with "
                                                           "GEMMs (tuned)")
     assert len(calls) == 1
-    short = twin(build, "numba", "tune")
+    short = twin("200-100-3", "numba", "tune")
     monkeypatch.setattr(tuning, "_TUNED", {})
     short.sgd(X, Y, iters=50, verbose=False)  # too short to measure: the rules decide
     assert len(calls) == 1 and short.block_size == 64
@@ -147,11 +134,8 @@ def test_tune_is_measured_once_and_remembered(monkeypatch):
 
 
 def test_measure_blocks_times_every_candidate():
-    def build():
-        return [Linear(40, 30), ReLU(), Linear(30, 3), SoftMax()], NLL()
-
-    X, Y = blobs(40, 3, 100)
-    nn = twin(build, "numba", "off")
+    X, Y = blobs(*dims("nb003"), 100)
+    nn = twin("nb003", "numba", "off")
     nn.sgd(X, Y, iters=2, verbose=False)
     times = tuning.measure_blocks(nn._flat, np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T),
                                   False, candidates=(0, 4))
@@ -170,15 +154,12 @@ def test_bad_block(block):
 def test_inputs_too_large_for_gram_terms(zeros, dtype):
     """x . x of these inputs overflows, though every step of the notebook's
     loop stays finite: such blocks are taken one step at a time."""
-    def build():
-        return [Linear(12, 6), Tanh(), Linear(6, 3), SoftMax()], NLL()
-
-    X, Y = blobs(12, 3, 60)
+    X, Y = blobs(*dims("deep"), 60)  # (its first layer's tanh saturates)
     X = with_zeros(X, zeros)
     X[0, ::3] = 2 * np.sqrt(np.finfo(dtype).max)  # squared: inf; tanh saturates
     X = X.astype(dtype)
-    a, b, c = (twin(build, "numpy", "auto", dtype), twin(build, "numba", "off", dtype),
-               twin(build, "numba", 8, dtype))
+    a, b, c = (twin("deep", "numpy", "auto", dtype), twin("deep", "numba", "off", dtype),
+               twin("deep", "numba", 8, dtype))
     for model in (a, b, c):
         model.sgd(X, Y, iters=200, lrate=1e-30, seed=4, verbose=False)
     for p, q, r in zip(state(a), state(b), state(c), strict=True):

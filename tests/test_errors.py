@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import hard_data, params_of
+from conftest import hard_data, network, params_of
 
 from fastmlp import MSE, NLL, Layer, Linear, ReLU, Sequential, SoftMax, Tanh
 
@@ -146,9 +146,9 @@ def test_layer_shape_errors(engine):
 
 def test_integer_and_noncontiguous_input_accepted(engine):
     np.random.seed(0)
-    a = Sequential([Linear(2, 4), ReLU(), Linear(4, 2), SoftMax()], NLL(), engine=engine)
+    a = Sequential(*network("notebook002"), engine=engine)
     np.random.seed(0)
-    b = Sequential([Linear(2, 4), ReLU(), Linear(4, 2), SoftMax()], NLL(), engine=engine)
+    b = Sequential(*network("notebook002"), engine=engine)
     X, Y = hard_data(40)
     Xi = np.round(X * 10).astype(np.int64)
     wide = np.zeros((2, 80))
@@ -193,10 +193,9 @@ def test_assigned_parameters_take_the_models_dtype(engine):
     results = []
     for fuse in (True, False):
         np.random.seed(0)
-        model = Sequential([Linear(2, 10), ReLU(), Linear(10, 2), SoftMax()], NLL(),
-                           engine=engine, fuse=fuse)
+        model = Sequential(*network("notebook002"), engine=engine, fuse=fuse)
         model.modules[0].W = model.modules[0].W.astype(np.float32).tolist()
-        model.modules[2].W0 = np.zeros((2, 1), dtype=np.int64)
+        model.modules[4].W0 = np.zeros((2, 1), dtype=np.int64)
         model.sgd(*hard_data(20), iters=50, lrate=0.05, seed=0, verbose=False)
         assert all(p.dtype == np.float64 for p in params_of(model))
         results.append(params_of(model))

@@ -4,7 +4,17 @@ import os
 
 import numpy as np
 import pytest
-from conftest import assert_same_state, blobs, hard_data, params_of, state, twins
+from conftest import (
+    assert_same_state,
+    blobs,
+    builder,
+    dims,
+    hard_data,
+    network,
+    params_of,
+    state,
+    twins,
+)
 
 from fastmlp import MSE, NLL, Layer, Linear, ReLU, Sequential, Sigmoid, SoftMax, Tanh
 from fastmlp.engines import numba_available
@@ -13,31 +23,23 @@ from fastmlp.network import describe
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not importable")
 
 
-def notebook002():
-    return [Linear(2, 10), ReLU(), Linear(10, 10), ReLU(), Linear(10, 2), SoftMax()], NLL()
-
-
-def deep_mixed():
-    return [Linear(6, 12), Tanh(), Linear(12, 9), Sigmoid(), Linear(9, 9), Linear(9, 7), ReLU(),
-            Linear(7, 4), SoftMax()], NLL()
-
-
+#: Each output activation and loss, on a conftest network with that head.
 HEADS = {
-    "softmax-nll": lambda: ([Linear(5, 8), ReLU(), Linear(8, 3), SoftMax()], NLL()),
-    "softmax-mse": lambda: ([Linear(5, 8), Tanh(), Linear(8, 3), SoftMax()], MSE()),
-    "sigmoid-mse": lambda: ([Linear(5, 8), ReLU(), Linear(8, 3), Sigmoid()], MSE()),
-    "identity-mse": lambda: ([Linear(5, 8), Sigmoid(), Linear(8, 3)], MSE()),
-    "relu-mse": lambda: ([Linear(5, 8), Tanh(), Linear(8, 3), ReLU()], MSE()),
-    "tanh-mse": lambda: ([Linear(5, 3), Tanh()], MSE()),
-    "single-linear-nll": lambda: ([Linear(5, 3), SoftMax()], NLL()),
+    "softmax-nll": "notebook002",
+    "softmax-mse": "mse-softmax",
+    "sigmoid-mse": "mse-sigmoid",
+    "identity-mse": "mse",
+    "relu-mse": "mse-relu-wide",
+    "tanh-mse": "mse-tanh",
+    "single-linear-nll": "single",
 }
 
 
-@pytest.mark.parametrize("build, d, c", [(notebook002, 2, 2), (deep_mixed, 6, 4)])
-def test_fused_equals_numpy_after_2000_steps(build, d, c):
-    a, b = twins(build)
+@pytest.mark.parametrize("name", ["notebook002", "deep"])
+def test_fused_equals_numpy_after_2000_steps(name):
+    a, b = twins(builder(name))
     assert a.path.startswith("layer-by-layer") and b.path.startswith("fused")
-    X, Y = hard_data(300) if d == 2 else blobs(d, c, 300)
+    X, Y = hard_data(300) if name == "notebook002" else blobs(*dims(name), 300)
     a.sgd(X, Y, iters=2000, lrate=0.01, seed=5, verbose=False)
     b.sgd(X, Y, iters=2000, lrate=0.01, seed=5, verbose=False)
     assert_same_state(a, b, rtol=1e-9, atol=1e-12)
@@ -45,8 +47,8 @@ def test_fused_equals_numpy_after_2000_steps(build, d, c):
 
 @pytest.mark.parametrize("head", sorted(HEADS))
 def test_every_head(head):
-    a, b = twins(HEADS[head])
-    X, Y = blobs(5, 3, 100)
+    a, b = twins(builder(HEADS[head]))
+    X, Y = blobs(*dims(HEADS[head]), 100)
     a.sgd(X, Y, iters=500, lrate=0.02, seed=1, verbose=False)
     b.sgd(X, Y, iters=500, lrate=0.02, seed=1, verbose=False)
     assert b.path.startswith("fused ")
@@ -55,8 +57,8 @@ def test_every_head(head):
 
 def test_float32_tracks_numpy_float32():
     """float32 trajectories agree to float32 round-off (documented tolerance: rtol 1e-4)."""
-    a, b = twins(deep_mixed, dtype=np.float32)
-    X, Y = blobs(6, 4, 200)
+    a, b = twins(builder("deep"), dtype=np.float32)
+    X, Y = blobs(*dims("deep"), 200)
     a.sgd(X, Y, iters=300, lrate=0.01, seed=2, verbose=False)
     b.sgd(X, Y, iters=300, lrate=0.01, seed=2, verbose=False)
     assert all(p.dtype == np.float32 for p in state(b))
@@ -65,7 +67,7 @@ def test_float32_tracks_numpy_float32():
 
 def test_blocks_and_calls_compose():
     """Reporting blocks and repeated calls do not change the trajectory."""
-    a, b = twins(notebook002)
+    a, b = twins(builder("notebook002"))
     X, Y = hard_data()
     a.sgd(X, Y, iters=1200, seed=np.random.RandomState(3), verbose=False)
     rs = np.random.RandomState(3)
@@ -76,9 +78,8 @@ def test_blocks_and_calls_compose():
 
 def test_sparse_inputs_and_dead_units_are_exact():
     """Rows skipped for zero inputs give the same result as computing them."""
-    a, b = twins(lambda: ([Linear(20, 16), ReLU(), Linear(16, 16), ReLU(), Linear(16, 3),
-                           SoftMax()], NLL()))
-    X, Y = blobs(20, 3, 100)
+    a, b = twins(builder("mse"))  # ReLU units: dead ones are skipped too
+    X, Y = blobs(*dims("mse"), 100)
     X[np.random.RandomState(0).rand(*X.shape) < 0.7] = 0  # 70% zeros, like MNIST pixels
     a.sgd(X, Y, iters=1000, lrate=0.05, seed=4, verbose=False)
     b.sgd(X, Y, iters=1000, lrate=0.05, seed=4, verbose=False)
@@ -86,7 +87,7 @@ def test_sparse_inputs_and_dead_units_are_exact():
 
 
 def test_repeated_sample_and_fortran_input():
-    a, b = twins(notebook002)
+    a, b = twins(builder("notebook002"))
     X, Y = hard_data(3)  # three samples: consecutive repeats are frequent
     a.sgd(X, Y, iters=300, seed=0, verbose=False)
     b.sgd(np.asfortranarray(X), Y, iters=300, seed=0, verbose=False)
@@ -94,7 +95,7 @@ def test_repeated_sample_and_fortran_input():
 
 
 def test_layers_stay_live_views_and_user_replacements_are_picked_up():
-    _, b = twins(notebook002)
+    _, b = twins(builder("notebook002"))
     X, Y = hard_data()
     b.sgd(X, Y, iters=10, verbose=False)
     first = b.modules[0]
@@ -158,12 +159,13 @@ def test_activation_codes_match_the_kernels():
 def test_replaced_activation_or_loss_is_used_after_a_fused_run():
     """The flat buffers are cached per set of Linear layers; the description of
     the activations and the loss must still follow the modules."""
-    a, b = twins(notebook002)
+    a, b = twins(builder("notebook002"))
     X, Y = hard_data()
     b.sgd(X, Y, iters=10, seed=0, verbose=False)  # the cache now exists
     a.sgd(X, Y, iters=10, seed=0, verbose=False)
-    for m in (a, b):
+    for m in (a, b):  # (now conftest's "notebook002-tanh")
         m.modules[1] = Tanh()  # takes the model's engine at the next training call
+        m.modules[3] = Tanh()
     a.sgd(X, Y, iters=200, seed=1, verbose=False)
     b.sgd(X, Y, iters=200, seed=1, verbose=False)
     assert a.modules[1]._engine.name == "numpy" and b.modules[1]._engine.name == "numba"
@@ -180,14 +182,14 @@ def test_split_runs_end_on_the_same_weights_to_the_bit(dtype):
     import contextlib
     import io
 
+    d, c = dims("nb003-deferred")  # a first layer large enough to defer its update
     rng = np.random.RandomState(0)
-    X = rng.rand(30, 200) * (rng.rand(30, 200) < 0.4)
-    Y = np.eye(3)[rng.randint(3, size=200)].T
+    X = rng.rand(d, 200) * (rng.rand(d, 200) < 0.4)
+    Y = np.eye(c)[rng.randint(c, size=200)].T
     finals = []
     for mode in ("one call", "ten calls", "reporting"):
         np.random.seed(0)
-        nn = Sequential([Linear(30, 16), Tanh(), Linear(16, 3), SoftMax()], NLL(), block="off",
-                        dtype=dtype)
+        nn = Sequential(*network("nb003-deferred"), block="off", dtype=dtype)
         np.random.seed(1)
         if mode == "one call":
             nn.sgd(X, Y, iters=5000, lrate=0.5, verbose=False)

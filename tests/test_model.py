@@ -2,17 +2,16 @@
 
 import numpy as np
 import pytest
-from conftest import bind, blobs, hard_data, params_of
+from conftest import bind, blobs, dims, hard_data, network, params_of
 
-from fastmlp import MSE, NLL, Layer, Linear, ReLU, Sequential, Sigmoid, SoftMax, Tanh
+from fastmlp import MSE, NLL, Layer, Linear, ReLU, Sequential, Sigmoid, SoftMax
 from fastmlp.engines import get_engine
 
 
 def test_float32_end_to_end(engine):
     np.random.seed(0)
-    nn = Sequential([Linear(4, 6), Tanh(), Linear(6, 3), SoftMax()], NLL(), engine=engine,
-                    dtype=np.float32)
-    X, Y = blobs(4, 3, 50)
+    nn = Sequential(*network("deep"), engine=engine, dtype=np.float32)
+    X, Y = blobs(*dims("deep"), 50)
     nn.sgd(X, Y, iters=20, verbose=False)
     assert nn.dtype == np.float32
     for m in nn.modules:
@@ -111,7 +110,7 @@ def test_user_layer_trains_on_the_layer_path(engine):
 def test_reports_are_optional(engine, capsys):
     X, Y = hard_data()
     np.random.seed(0)
-    nn = Sequential([Linear(2, 4), ReLU(), Linear(4, 2), SoftMax()], NLL(), engine=engine)
+    nn = Sequential(*network("notebook002"), engine=engine)
     nn.sgd(X, Y, iters=600, verbose=False)
     nn.sgd(X, Y, iters=600, print_every=None)
     assert capsys.readouterr().out == ""
@@ -121,9 +120,9 @@ def test_reports_are_optional(engine, capsys):
 
 
 def test_regression_reports_loss_only(engine, capsys):
-    X, _ = blobs(3, 2, 40)
+    X, _ = blobs(dims("mse")[0], 2, 40)
     Y = X[:2] * 0.5
-    nn = Sequential([Linear(3, 4), Tanh(), Linear(4, 2)], MSE(), engine=engine)
+    nn = Sequential(*network("mse"), engine=engine)
     nn.sgd(X, Y, iters=300, lrate=0.01)
     out = capsys.readouterr().out
     assert "Iteration = 1 \tLoss =" in out and "Acc" not in out
@@ -131,7 +130,7 @@ def test_regression_reports_loss_only(engine, capsys):
 
 def test_zero_iters_changes_nothing(engine):
     X, Y = hard_data()
-    nn = Sequential([Linear(2, 4), ReLU(), Linear(4, 2), SoftMax()], NLL(), engine=engine)
+    nn = Sequential(*network("notebook002"), engine=engine)
     before = params_of(nn)
     nn.sgd(X, Y, iters=0)
     for p, q in zip(before, params_of(nn), strict=True):

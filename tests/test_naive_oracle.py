@@ -29,6 +29,7 @@ import functools
 import naive
 import numpy as np
 import pytest
+from conftest import NETWORKS as SHARED
 from conftest import central_difference
 from sklearn.neural_network._stochastic_optimizers import SGDOptimizer
 
@@ -51,24 +52,17 @@ F64_RTOL = 1e-9
 #: network fails with one unit off, suspect that before the kernels.
 F32_RTOL = 2e-5
 
+#: The small networks: conftest's (described there, and shared with the other
+#: test files so that their kernels are compiled once per session).
+SMALL = ["nb003", "deep", "mse", "mse-sigmoid", "single"]
 #: name: (inputs, [(outputs, activation after it), ...], loss)
 NETWORKS = {
-    # notebook 003's network (784-100-10, sigmoid, softmax + NLL), scaled down
-    "nb003": (30, [(20, Sigmoid), (10, SoftMax)], NLL),
-    # tanh, relu, a Linear without activation, softmax + NLL
-    "deep": (8, [(6, Tanh), (5, ReLU), (4, None), (3, SoftMax)], NLL),
-    # regression: relu hidden layer, linear output, MSE
-    "mse": (12, [(16, ReLU), (2, None)], MSE),
-    # MSE's gradient taken back through an output activation
-    "mse-sigmoid": (12, [(10, ReLU), (2, Sigmoid)], MSE),
-    # one layer: softmax regression
-    "single": (12, [(3, SoftMax)], NLL),
+    **{name: SHARED[name] for name in SMALL},
     # first layer of 256 units: where the mini-batch kernel's sparse first layer pays
     "wide": (12, [(256, Tanh), (3, SoftMax)], NLL),
 }
 ACT_NAMES = {None: "identity", ReLU: "relu", Tanh: "tanh", Sigmoid: "sigmoid",
              SoftMax: "softmax"}
-SMALL = ["nb003", "deep", "mse", "mse-sigmoid", "single"]
 
 PER_SAMPLE_PATHS = {
     "numpy": dict(engine="numpy"),

@@ -16,31 +16,34 @@ import sys
 import naive
 import numpy as np
 import pytest
+from conftest import NETWORKS
 from fastmlp.kernels import codes
 
+from fastmlp import NLL, ReLU, Sigmoid, SoftMax, Tanh
 from fastmlp import _validation as v
 from fastmlp.engines import numba_available
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not importable")
 
-ACT = {"identity": codes.IDENTITY, "relu": codes.RELU, "tanh": codes.TANH,
-       "sigmoid": codes.SIGMOID, "softmax": codes.SOFTMAX}
+#: The shapes (conftest's networks) reach every branch of the generator:
+#: "nb003-deferred" and "mse-relu-wide" the deferred first layer, "wide-middle"
+#: and "mse-relu-wide" layers too wide for registers, the others the plain
+#: first layer and layers in registers; every activation and both losses.
+NAMES = ["notebook002", "nb003-deferred", "deep", "wide-middle", "mse-sigmoid", "mse-softmax",
+         "mse-relu-wide", "mse-identity"]
+ACT_NAMES = {None: "identity", ReLU: "relu", Tanh: "tanh", Sigmoid: "sigmoid",
+             SoftMax: "softmax"}
 
-#: name: (sizes, activations, loss)
-SHAPES = {
-    "toy": ((2, 10, 10, 2), ("relu", "relu", "softmax"), "nll"),
-    "nb003": ((70, 20, 10), ("sigmoid", "softmax"), "nll"),  # deferred first layer
-    "deep": ((8, 6, 5, 4, 3), ("tanh", "relu", "identity", "softmax"), "nll"),
-    "wide-middle": ((9, 24, 20, 3), ("relu", "tanh", "softmax"), "nll"),  # no registers
-    "mse-sigmoid": ((12, 10, 2), ("relu", "sigmoid"), "mse"),
-    "mse-softmax": ((12, 10, 3), ("tanh", "softmax"), "mse"),
-    "mse-relu-wide": ((40, 30, 18), ("sigmoid", "relu"), "mse"),  # deferred, wide head
-    "mse-identity": ((5, 4), ("identity",), "mse"),
-}
+
+def shape(name):
+    """(sizes, activation names, loss name) of conftest's network ``name``."""
+    d, spec, Loss = NETWORKS[name]
+    return ((d, *(n for n, _ in spec)), tuple(ACT_NAMES[act] for _, act in spec),
+            "nll" if Loss is NLL else "mse")
 
 
 def make(name, n=150, seed=0, dtype=np.float64, zeros=0.5):
-    sizes, acts, loss = SHAPES[name]
+    sizes, acts, loss = shape(name)
     rng = np.random.RandomState(seed)
     network = [(rng.randn(m, k) / np.sqrt(m), rng.randn(k) * 0.1, act)
                for m, k, act in zip(sizes[:-1], sizes[1:], acts, strict=True)]
@@ -53,10 +56,11 @@ def make(name, n=150, seed=0, dtype=np.float64, zeros=0.5):
     return network, X.astype(dtype), Y.astype(dtype), P
 
 
-def args(name, dtype=np.float64):
-    sizes, acts, loss = SHAPES[name]
-    return (np.array(sizes, dtype=np.int64), np.array([ACT[a] for a in acts], dtype=np.int64),
-            codes.NLL if loss == "nll" else codes.MSE)
+def args(name):
+    _, spec, Loss = NETWORKS[name]
+    sizes, _, _ = shape(name)
+    acts = [codes.IDENTITY if act is None else act.code for _, act in spec]
+    return (np.array(sizes, dtype=np.int64), np.array(acts, dtype=np.int64), Loss.code)
 
 
 def run_kernel(kernel, name, P, X, Y, idx, lrate):
@@ -80,19 +84,19 @@ def flat_of(network):
     return np.concatenate([np.concatenate([W.ravel(), np.ravel(b)]) for W, b, _ in network])
 
 
-@pytest.mark.parametrize("name", sorted(SHAPES))
+@pytest.mark.parametrize("name", NAMES)
 def test_specialised_kernel_matches_the_oracle_after_2000_steps(name):
     network, X, Y, P = make(name)
     idx = np.random.RandomState(1).randint(X.shape[1], size=2000).astype(np.int64)
     lrate = 0.02
-    trained, losses_ref = naive.sgd_per_sample(network, X, Y, idx, lrate, SHAPES[name][2])
+    trained, losses_ref = naive.sgd_per_sample(network, X, Y, idx, lrate, shape(name)[2])
     _, losses, _ = run_kernel("special", name, P, X, Y, idx, lrate)
     np.testing.assert_allclose(P, flat_of(trained), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(losses, losses_ref, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("name", sorted(SHAPES))
+@pytest.mark.parametrize("name", NAMES)
 def test_specialised_kernel_matches_the_generic_kernel(name, dtype):
     _, X, Y, P = make(name, dtype=dtype, seed=3)
     idx = np.random.RandomState(2).randint(X.shape[1], size=500).astype(np.int64)
@@ -107,7 +111,7 @@ def test_specialised_kernel_matches_the_generic_kernel(name, dtype):
     np.testing.assert_array_equal(h1, h2)
 
 
-@pytest.mark.parametrize("name", ["nb003", "toy"])
+@pytest.mark.parametrize("name", ["nb003-deferred", "notebook002"])
 def test_split_calls_end_on_the_same_weights_to_the_bit(name):
     _, X, Y, P = make(name, seed=4)
     idx = np.random.RandomState(5).randint(X.shape[1], size=900).astype(np.int64)
@@ -119,9 +123,9 @@ def test_split_calls_end_on_the_same_weights_to_the_bit(name):
 
 
 def test_no_steps_changes_nothing():
-    _, X, Y, P = make("nb003")
+    _, X, Y, P = make("nb003-deferred")
     before = P.copy()
-    run_kernel("special", "nb003", P, X, Y, np.empty(0, dtype=np.int64), 0.1)
+    run_kernel("special", "nb003-deferred", P, X, Y, np.empty(0, dtype=np.int64), 0.1)
     np.testing.assert_array_equal(P, before)
 
 
