@@ -812,20 +812,30 @@ def list_column_groups(X, m, cols, g0, g1, idx, cc, starts):
 
 
 @jit
-def group_block(Wf, woff, idx, ccf, starts, k, Zf, zoff, zstride, b, boff, relu, rows):
+def group_block(Wf, woff, wstride, idx, ccf, starts, k, Zf, zoff, zstride, b, boff, relu, rows):
     """For listed groups ``0:k``, one column block (of ``rows`` registers, a
-    constant) of their outputs: block rows start at ``woff`` in ``Wf``
-    (flat), group h's GROUP output rows at ``zoff + GROUP * h * zstride`` in
-    ``Zf`` (flat, row stride ``zstride``), plus the biases ``b[boff:]`` (then
-    the ReLU if ``relu``). Sums in list order (one fused multiply-add per
-    entry and output)."""
+    constant) of their outputs: the block's row r starts at ``woff + r *
+    wstride`` in ``Wf`` (flat: ``wstride`` is the block's width for W in
+    column blocks, W's width for W row-major), group h's GROUP output rows
+    at ``zoff + GROUP * h * zstride`` in ``Zf`` (flat, row stride
+    ``zstride``), plus the biases ``b[boff:]`` (then the ReLU if ``relu``).
+    Sums in list order (one fused multiply-add per entry and output)."""
     acc = acc_new(Wf[0], rows)
-    bw = rows * VEC_BYTES // Wf.itemsize
     for h in range(k):
         acc_zero(acc)
         for q in range(starts[h], starts[h + 1]):
-            acc_fma(acc, Wf, woff + idx[q] * bw, ccf, GROUP * q)
+            acc_fma(acc, Wf, woff + idx[q] * wstride, ccf, GROUP * q)
         acc_store(acc, Zf, zoff + GROUP * h * zstride, zstride, b, boff, relu)
+
+
+@jit(inline="always")
+def run_end(starts, k, cap, h0):
+    """The end of the run of groups from ``h0`` holding at most ``cap``
+    entries (at least one group)."""
+    h1 = h0 + 1
+    while h1 < k and starts[h1 + 1] - starts[h0] <= cap:
+        h1 += 1
+    return h1
 
 
 @jit
@@ -851,20 +861,87 @@ def group_layer(W3, W2, idx, ccf, starts, k, Z, cap, b, relu):
         c2 = W3.shape[0] * W3.shape[2]
     h0 = 0
     while h0 < k:
-        h1 = h0 + 1
-        while h1 < k and starts[h1 + 1] - starts[h0] <= cap:
-            h1 += 1
+        h1 = run_end(starts, k, cap, h0)
         z0 = GROUP * h0 * zs
         if W3 is not None:
             n3, m3, bw3 = W3.shape
             W3f = W3.reshape(-1)
             for blk in range(n3):
-                group_block(W3f, blk * m3 * bw3, idx, ccf, starts[h0:], h1 - h0, Zf,
+                group_block(W3f, blk * m3 * bw3, bw3, idx, ccf, starts[h0:], h1 - h0, Zf,
                             z0 + blk * bw3, zs, b, blk * bw3, relu, 3)
         for blk in range(n2):
-            group_block(W2f, blk * m2 * bw2, idx, ccf, starts[h0:], h1 - h0, Zf,
+            group_block(W2f, blk * m2 * bw2, bw2, idx, ccf, starts[h0:], h1 - h0, Zf,
                         z0 + c2 + blk * bw2, zs, b, c2 + blk * bw2, relu, 2)
         h0 = h1
+
+
+@jit
+def row_blocks(n, itemsize):
+    """``(a, b, rest)``: how :func:`group_layer_rows` covers ``n`` outputs of
+    ``itemsize`` bytes: ``a`` whole blocks of three registers, then ``b`` (0
+    or 1) of two, then ``rest`` (fewer than a two-register block) more
+    columns."""
+    bw3, bw2 = 3 * VEC_BYTES // itemsize, 2 * VEC_BYTES // itemsize
+    a = n // bw3
+    b = (n - a * bw3) // bw2
+    return a, b, n - a * bw3 - b * bw2
+
+
+@jit
+def rows_width(n, itemsize):
+    """The outputs, padding included, of :func:`group_layer_rows` for ``n``."""
+    a, b, rest = row_blocks(n, itemsize)
+    return (3 * a + 2 * (b + (rest > 0))) * VEC_BYTES // itemsize
+
+
+@jit
+def group_layer_rows(W, Wrest, idx, ccf, starts, k, Z, cap, b, relu):
+    """:func:`group_layer` with W (inputs x n, C-ordered) read where it lies:
+    blocks of three registers, then of two (:func:`row_blocks`), each row of
+    a block a slice of W's row; the last columns, fewer than a two-register
+    block, from ``Wrest`` (inputs x a two-register block: those columns,
+    then zeros). ``Z`` is :func:`rows_width` wide. Mini-batches, whose W
+    changes every step, then need no blocked copy of it (a copy of 784 x 100
+    float32 took about a fifth of a batch of 32's step)."""
+    n = W.shape[1]
+    Wf = W.reshape(-1)
+    Rf = Wrest.reshape(-1)
+    bw2 = Wrest.shape[1]
+    bw3 = 3 * bw2 // 2
+    n3, n2, rest = row_blocks(n, W.itemsize)
+    c2 = n3 * bw3
+    cr = c2 + n2 * bw2
+    Zf = Z.reshape(-1)
+    zs = Z.shape[1]
+    h0 = 0
+    while h0 < k:
+        h1 = run_end(starts, k, cap, h0)
+        z0 = GROUP * h0 * zs
+        for blk in range(n3):
+            group_block(Wf, blk * bw3, n, idx, ccf, starts[h0:], h1 - h0, Zf, z0 + blk * bw3,
+                        zs, b, blk * bw3, relu, 3)
+        for blk in range(n2):
+            c = c2 + blk * bw2
+            group_block(Wf, c, n, idx, ccf, starts[h0:], h1 - h0, Zf, z0 + c, zs, b, c, relu, 2)
+        if rest > 0:
+            group_block(Rf, 0, bw2, idx, ccf, starts[h0:], h1 - h0, Zf, z0 + cr, zs, b, cr,
+                        relu, 2)
+        h0 = h1
+
+
+@jit
+def sparse_rows(X, m, cols, W, Wrest, Z, idx, cc, starts, b, relu):
+    """:func:`sparse_columns` with W row-major (:func:`group_layer_rows`)."""
+    total = (cols.shape[0] + GROUP - 1) // GROUP
+    ccf = cc.reshape(-1)
+    listed = 0
+    g0 = 0
+    while g0 < total:
+        k = list_groups(X, m, cols, g0, idx, cc, starts)
+        group_layer_rows(W, Wrest, idx, ccf, starts, k, Z[GROUP * g0:], idx.shape[0], b, relu)
+        listed += starts[k]
+        g0 += k
+    return listed
 
 
 @jit

@@ -26,14 +26,16 @@ The first layer's two products, ``Z = xb @ W`` and ``gW = xb.T @ dz``, only
 need the batch's nonzero inputs (about 19% of MNIST's pixels). Where that
 saves enough work (the planner's ``max_fill``; see :func:`gather`), both
 run on the register-blocked kernel of :mod:`fastmlp.kernels.inference`
-(:func:`~fastmlp.kernels.inference.sparse_columns`): groups of four samples
+(:func:`~fastmlp.kernels.inference.sparse_rows`): groups of four samples
 (for ``Z``) or of four inputs (for ``gW``) list where any of the four is
-nonzero, and each listed entry updates four rows of 64-byte output blocks
-held in registers. The same sums as BLAS, up to rounding. Other batches,
-and dense data, keep the GEMMs. Measured (one core, MNIST, both products,
-against OpenBLAS): 1.2-2.5x faster for first layers of 64 to 512 outputs
-and batches of 32 to 200, in both dtypes; the pair-list kernel it replaces
-was at best level with BLAS for 128 outputs or fewer.
+nonzero, and each listed entry updates four rows of output blocks of three
+or two registers held in registers, W and dz read where they lie (no
+blocked copy: W changes every step). The same sums as BLAS, up to
+rounding. Other batches, and dense data, keep the GEMMs. Measured (one
+core, MNIST, both products, against OpenBLAS): 1.2-2.5x faster for first
+layers of 64 to 512 outputs and batches of 32 to 200, in both dtypes; the
+pair-list kernel it replaces was at best level with BLAS for 128 outputs
+or fewer.
 """
 
 import numpy as np
@@ -42,7 +44,7 @@ from ._jit import jit
 from .activations import activate, activation_backward
 from .codes import ADAM, H_T
 from .heads import head
-from .inference import GROUP, VEC_BYTES, sparse_columns
+from .inference import GROUP, VEC_BYTES, row_blocks, rows_width, sparse_rows
 from .step import argmax, eps_of, offsets, widest
 from .update import update
 
@@ -59,52 +61,42 @@ BLOCK_BYTES = 2 * VEC_BYTES
 def sparse_workspace(P, rows, d, n):
     """Buffers of the sparse first layer (:func:`sparse_first`,
     :func:`first_gradient`) for batches of up to ``rows`` samples of ``d``
-    inputs and a first layer of ``n`` outputs, in ``P``'s dtype: W and dz in
-    column blocks, the padded outputs of both products, the group lists, the
-    column numbers ``0, 1, ...``, zero biases and an empty set of
-    three-register blocks (only two-register blocks are used here)."""
+    inputs and a first layer of ``n`` outputs, in ``P``'s dtype: the last
+    columns of W and of dz (those past whole register blocks, then zeros:
+    :func:`~fastmlp.kernels.inference.group_layer_rows`'s ``Wrest``), the
+    padded outputs of both products, the group lists, the column numbers
+    ``0, 1, ...`` and zero biases."""
     bw = BLOCK_BYTES // P.itemsize
-    nb = (n + bw - 1) // bw
+    width = rows_width(n, P.itemsize)
     cap = max(LIST_ENTRIES, rows, d)
-    return (np.empty(nb * d * bw, dtype=P.dtype), np.empty(nb * rows * bw, dtype=P.dtype),
-            np.empty((rows + GROUP) * nb * bw, dtype=P.dtype),
-            np.empty((d + GROUP) * nb * bw, dtype=P.dtype),
+    return (np.zeros(d * bw, dtype=P.dtype), np.zeros(rows * bw, dtype=P.dtype),
+            np.empty((rows + GROUP) * width, dtype=P.dtype),
+            np.empty((d + GROUP) * width, dtype=P.dtype),
             np.empty(cap, dtype=np.int32), np.empty((cap, GROUP), dtype=P.dtype),
             np.empty(max(rows, d) // GROUP + 2, dtype=np.int64),
-            np.arange(max(rows, d)), np.zeros(nb * bw, dtype=P.dtype),
-            np.empty((0, 1, 3 * VEC_BYTES // P.itemsize), dtype=P.dtype))
+            np.arange(max(rows, d)), np.zeros(width, dtype=P.dtype))
 
 
 @jit
-def to_blocks(A, flat):
-    """``A`` (rows x n) into ``flat`` as column blocks (blocks x rows x
-    BLOCK_BYTES of columns, the last block padded with zeros); returns that
-    3-D view."""
-    rows, n = A.shape
-    bw = BLOCK_BYTES // A.itemsize
-    nb = (n + bw - 1) // bw
-    Ab = flat[:nb * rows * bw].reshape((nb, rows, bw))
-    for k in range(nb):
-        for r in range(rows):
-            a, o = A[r], Ab[k, r]
-            for j in range(bw):
-                c = k * bw + j
-                o[j] = a[c] if c < n else 0
-    return Ab
-
-
-@jit
-def products(X, m, count, Ab, flat, ws, out):
+def products(X, m, count, A, rest, flat, ws, out):
     """``out = X[:m, :count].T @ A`` from the nonzeros of X (inputs x samples),
-    A given in column blocks ``Ab`` (:func:`to_blocks`); ``flat`` holds the
-    padded result (:func:`fastmlp.kernels.inference.sparse_columns`)."""
-    _, _, _, _, idx, cc, starts, cols, zero, none3 = ws
+    A (m x n, C-ordered) read where it lies but for its last columns, which
+    are copied into ``rest`` (zeros past them); ``flat`` holds the padded
+    result (:func:`fastmlp.kernels.inference.sparse_rows`)."""
+    _, _, _, _, idx, cc, starts, cols, zero = ws
     rows, n = out.shape
-    width = Ab.shape[0] * Ab.shape[2]
+    bw = BLOCK_BYTES // A.itemsize
+    _, _, r = row_blocks(n, A.itemsize)
+    Ar = rest[:m * bw].reshape((m, bw))
+    for i in range(m if r > 0 else 0):
+        a, o = A[i], Ar[i]
+        for j in range(r):
+            o[j] = a[n - r + j]
+    width = rows_width(n, A.itemsize)
     Zp = flat[:(count + GROUP) * width].reshape((count + GROUP, width))
-    sparse_columns(X, m, cols[:count], none3, Ab, Zp, idx, cc, starts, zero[:width], False)
-    for r in range(rows):
-        z, zp = out[r], Zp[r]
+    sparse_rows(X, m, cols[:count], A, Ar, Zp, idx, cc, starts, zero[:width], False)
+    for i in range(rows):
+        z, zp = out[i], Zp[i]
         for j in range(n):
             z[j] = zp[j]
 
@@ -113,7 +105,7 @@ def products(X, m, count, Ab, flat, ws, out):
 def sparse_first(xb, W, Z, ws):
     """The first layer's ``Z = xb @ W`` from the nonzeros of ``xb``."""
     b, d = xb.shape
-    products(xb.T, d, b, to_blocks(W, ws[0]), ws[2], ws, Z)
+    products(xb.T, d, b, W, ws[0], ws[2], ws, Z)
 
 
 @jit(inline="always")
@@ -265,7 +257,7 @@ def first_gradient(xb, dz, gW, ws, sparse):
     if ws is not None:
         if sparse:
             b, d = xb.shape
-            products(xb, b, d, to_blocks(dz, ws[1]), ws[3], ws, gW)
+            products(xb, b, d, dz, ws[1], ws[3], ws, gW)
             return
     np.dot(xb.T, dz, gW)
 
