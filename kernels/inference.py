@@ -929,19 +929,20 @@ def group_layer_rows(W, Wrest, idx, ccf, starts, k, Z, cap, b, relu):
         h0 = h1
 
 
-@jit
-def sparse_rows(X, m, cols, W, Wrest, Z, idx, cc, starts, b, relu):
-    """:func:`sparse_columns` with W row-major (:func:`group_layer_rows`)."""
-    total = (cols.shape[0] + GROUP - 1) // GROUP
-    ccf = cc.reshape(-1)
-    listed = 0
-    g0 = 0
-    while g0 < total:
-        k = list_groups(X, m, cols, g0, idx, cc, starts)
-        group_layer_rows(W, Wrest, idx, ccf, starts, k, Z[GROUP * g0:], idx.shape[0], b, relu)
-        listed += starts[k]
-        g0 += k
-    return listed
+def layer_groups(Wa, Wb, idx, ccf, starts, k, Z, cap, b, relu):
+    """:func:`group_layer` (``Wb`` 3-D: W in column blocks, ``Wa`` the
+    three-register ones or None) or :func:`group_layer_rows` (``Wb`` 2-D:
+    ``Wa`` is W row-major, ``Wb`` its last columns), chosen by ``Wb``'s
+    number of dimensions (compiled: when the caller is typed)."""
+    fn = group_layer_rows if Wb.ndim == 2 else group_layer
+    return fn(Wa, Wb, idx, ccf, starts, k, Z, cap, b, relu)
+
+
+@overload(layer_groups)
+def _layer_groups_ol(Wa, Wb, idx, ccf, starts, k, Z, cap, b, relu):
+    fn = group_layer_rows if Wb.ndim == 2 else group_layer
+    return lambda Wa, Wb, idx, ccf, starts, k, Z, cap, b, relu: fn(Wa, Wb, idx, ccf, starts, k,
+                                                                   Z, cap, b, relu)
 
 
 @jit
@@ -950,13 +951,15 @@ def sparse_columns(X, m, cols, W3, W2, Z, idx, cc, starts, b, relu):
     the columns ``cols`` of X (inputs x samples, any layout and float dtype),
     over the nonzeros only. Returns the number of listed entries.
 
-    ``W3``, ``W2`` are W in column blocks (:func:`split_weights`), ``b`` the
-    biases padded as they are; ``Z`` (C-ordered) has at least ``len(cols)``
-    rows rounded up to GROUP and the blocks' padded width, and its padding
-    columns receive the padding's products. The columns are listed in groups of four
+    ``W3``, ``W2`` are W in column blocks (:func:`split_weights`), or W
+    row-major and its last columns (:func:`group_layer_rows`: ``W2`` then
+    has two dimensions); ``b`` the biases padded as the outputs are;
+    ``Z`` (C-ordered) has at least ``len(cols)`` rows rounded up to GROUP
+    and the blocks' padded width, and its padding columns receive the
+    padding's products. The columns are listed in groups of four
     (:func:`list_groups`), as many groups as the lists ``idx``, ``cc``
-    (length at least ``m``) and ``starts`` hold; then :func:`group_layer`
-    runs them.
+    (length at least ``m``) and ``starts`` hold; then
+    :func:`layer_groups` runs them.
     """
     total = (cols.shape[0] + GROUP - 1) // GROUP
     ccf = cc.reshape(-1)
@@ -964,7 +967,7 @@ def sparse_columns(X, m, cols, W3, W2, Z, idx, cc, starts, b, relu):
     g0 = 0
     while g0 < total:
         k = list_groups(X, m, cols, g0, idx, cc, starts)
-        group_layer(W3, W2, idx, ccf, starts, k, Z[GROUP * g0:], idx.shape[0], b, relu)
+        layer_groups(W3, W2, idx, ccf, starts, k, Z[GROUP * g0:], idx.shape[0], b, relu)
         listed += starts[k]
         g0 += k
     return listed

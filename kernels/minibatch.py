@@ -26,7 +26,7 @@ The first layer's two products, ``Z = xb @ W`` and ``gW = xb.T @ dz``, only
 need the batch's nonzero inputs (about 19% of MNIST's pixels). Where that
 saves enough work (the planner's ``max_fill``; see :func:`gather`), both
 run on the register-blocked kernel of :mod:`fastmlp.kernels.inference`
-(:func:`~fastmlp.kernels.inference.sparse_rows`): groups of four samples
+(:func:`~fastmlp.kernels.inference.sparse_columns`): groups of four samples
 (for ``Z``) or of four inputs (for ``gW``) list where any of the four is
 nonzero, and each listed entry updates four rows of output blocks of three
 or two registers held in registers, W and dz read where they lie (no
@@ -44,7 +44,7 @@ from ._jit import jit
 from .activations import activate, activation_backward
 from .codes import ADAM, H_T
 from .heads import head
-from .inference import GROUP, VEC_BYTES, row_blocks, rows_width, sparse_rows
+from .inference import GROUP, VEC_BYTES, row_blocks, rows_width, sparse_columns
 from .step import argmax, eps_of, offsets, widest
 from .update import update
 
@@ -82,7 +82,7 @@ def products(X, m, count, A, rest, flat, ws, out):
     """``out = X[:m, :count].T @ A`` from the nonzeros of X (inputs x samples),
     A (m x n, C-ordered) read where it lies but for its last columns, which
     are copied into ``rest`` (zeros past them); ``flat`` holds the padded
-    result (:func:`fastmlp.kernels.inference.sparse_rows`)."""
+    result (:func:`fastmlp.kernels.inference.sparse_columns`)."""
     _, _, _, _, idx, cc, starts, cols, zero = ws
     rows, n = out.shape
     bw = BLOCK_BYTES // A.itemsize
@@ -94,7 +94,7 @@ def products(X, m, count, A, rest, flat, ws, out):
             o[j] = a[n - r + j]
     width = rows_width(n, A.itemsize)
     Zp = flat[:(count + GROUP) * width].reshape((count + GROUP, width))
-    sparse_rows(X, m, cols[:count], A, Ar, Zp, idx, cc, starts, zero[:width], False)
+    sparse_columns(X, m, cols[:count], A, Ar, Zp, idx, cc, starts, zero[:width], False)
     for i in range(rows):
         z, zp = out[i], Zp[i]
         for j in range(n):
