@@ -44,7 +44,16 @@ from ._jit import jit
 from .activations import activate, activation_backward
 from .codes import ADAM, H_T
 from .heads import head
-from .inference import GROUP, VEC_BYTES, row_blocks, rows_width, sparse_columns
+from .inference import (
+    GROUP,
+    VEC_BYTES,
+    group_word,
+    nz_mask8,
+    popcount,
+    row_blocks,
+    rows_width,
+    sparse_columns,
+)
 from .step import argmax, eps_of, offsets, widest
 from .update import update
 
@@ -113,23 +122,29 @@ def row_work(xb, r):
     """The entries row ``r`` of the batch ``xb`` adds to the sparse first
     layer's lists (:func:`sparse_first`, :func:`first_gradient`): the groups
     of four inputs with a nonzero in it, and, at the last row of its group of
-    four samples, the inputs nonzero (or NaN) in any of them."""
+    four samples, the inputs nonzero (or NaN) in any of them. Both counted
+    on eight inputs a vector compare (the lists' own masks,
+    :func:`~fastmlp.kernels.inference.nz_mask8`): scalar tests took a
+    quarter of a batch-of-32 step on MNIST."""
     b, d = xb.shape
-    x = xb[r]
+    xt = xb.T  # (inputs x samples: each sample's inputs contiguous)
     work = 0
-    for q in range(0, d - d % GROUP, GROUP):
-        work += (x[q] != 0) | (x[q + 1] != 0) | (x[q + 2] != 0) | (x[q + 3] != 0)
-    tail = False
-    for j in range(d - d % GROUP, d):
-        tail |= x[j] != 0
-    work += tail
+    q = 0
+    while q + 8 <= d:
+        word = nz_mask8(xt, q, r, r, r, r)
+        work += ((word & np.uint64(15)) != 0) + ((word >> np.uint64(4)) != 0)
+        q += 8
+    x = xb[r]
+    for g in range(q, d, GROUP):
+        nz = False
+        for j in range(g, min(g + GROUP, d)):
+            nz |= x[j] != 0
+        work += nz
     if r % GROUP == GROUP - 1 or r == b - 1:
         g = r - r % GROUP
-        for j in range(d):
-            nz = False
-            for t in range(g, r + 1):
-                nz |= xb[t, j] != 0
-            work += nz
+        s1, s2, s3 = min(g + 1, r), min(g + 2, r), min(g + 3, r)
+        for j in range(0, d, 64):
+            work += popcount(group_word(xt, j, min(64, d - j), g, s1, s2, s3))
     return work
 
 
