@@ -62,7 +62,8 @@ from .update import update
 LIST_ENTRIES = 8192
 
 
-#: Column blocks of W (and dz) for the sparse products: two registers wide.
+#: The sparse products' last columns of W and dz (those past whole register
+#: blocks) are copied into blocks of two registers, this many bytes a row.
 BLOCK_BYTES = 2 * VEC_BYTES
 
 
@@ -125,14 +126,16 @@ def row_work(xb, r):
     four samples, the inputs nonzero (or NaN) in any of them. Both counted
     on eight inputs a vector compare (the lists' own masks,
     :func:`~fastmlp.kernels.inference.nz_mask8`): scalar tests took a
-    quarter of a batch-of-32 step on MNIST."""
+    quarter of a batch-of-32 step on MNIST. ``xb`` is C-ordered (each
+    sample's inputs contiguous), as :func:`gather` makes it."""
     b, d = xb.shape
     xt = xb.T  # (inputs x samples: each sample's inputs contiguous)
     work = 0
     q = 0
     while q + 8 <= d:
         word = nz_mask8(xt, q, r, r, r, r)
-        work += ((word & np.uint64(15)) != 0) + ((word >> np.uint64(4)) != 0)
+        work += int((word & np.uint64(15)) != 0)  # (int: as Python, bool + bool is "or")
+        work += int((word >> np.uint64(4)) != 0)
         q += 8
     x = xb[r]
     for g in range(q, d, GROUP):

@@ -76,10 +76,11 @@ def test_blocks_and_calls_compose():
     assert_same_state(a, b, rtol=1e-9, atol=1e-12)
 
 
-def test_sparse_inputs_and_dead_units_are_exact():
+@pytest.mark.parametrize("name", ["mse", "notebook002"])  # (notebook002: two ReLU layers)
+def test_sparse_inputs_and_dead_units_are_exact(name):
     """Rows skipped for zero inputs give the same result as computing them."""
-    a, b = twins(builder("mse"))  # ReLU units: dead ones are skipped too
-    X, Y = blobs(*dims("mse"), 100)
+    a, b = twins(builder(name))  # ReLU units: dead ones are skipped too
+    X, Y = blobs(*dims(name), 100)
     X[np.random.RandomState(0).rand(*X.shape) < 0.7] = 0  # 70% zeros, like MNIST pixels
     a.sgd(X, Y, iters=1000, lrate=0.05, seed=4, verbose=False)
     b.sgd(X, Y, iters=1000, lrate=0.05, seed=4, verbose=False)

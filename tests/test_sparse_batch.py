@@ -77,12 +77,14 @@ def epoch(kase, batch, max_fill, opt_name):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("d, width, batch", [(31, 100, 7), (30, 17, 32), (9, 64, 1),
-                                             (13, 40, 5), (64, 16, 4)])
+                                             (13, 40, 5), (64, 16, 4), (20, 24, 6),
+                                             (16, 20, 9)])
 @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
 def test_sparse_epoch_equals_blas_epoch(dtype, d, width, batch, opt_name):
-    """Widths that are not whole register blocks, batches that are not whole
-    groups of four, inputs not a multiple of four: the same training as the
-    BLAS path, to rounding."""
+    """Widths that are not whole register blocks (and 24: whole blocks in
+    both dtypes; 20: a float64 two-register block), batches that are not
+    whole groups of four, inputs not a multiple of four: the same training
+    as the BLAS path, to rounding."""
     kase = case(d, width, 3, 45, 0.2, dtype)
     sparse = epoch(kase, batch, 2.0, opt_name)  # every batch on the nonzeros
     dense = epoch(kase, batch, -1.0, opt_name)  # none
