@@ -906,8 +906,7 @@ def group_layer_rows(W, Wrest, idx, ccf, starts, k, Z, cap, b, relu):
     n = W.shape[1]
     Wf = W.reshape(-1)
     Rf = Wrest.reshape(-1)
-    bw2 = Wrest.shape[1]
-    bw3 = 3 * bw2 // 2
+    bw3, bw2 = 3 * VEC_BYTES // W.itemsize, 2 * VEC_BYTES // W.itemsize
     n3, n2, rest = row_blocks(n, W.itemsize)
     c2 = n3 * bw3
     cr = c2 + n2 * bw2
