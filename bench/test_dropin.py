@@ -11,7 +11,8 @@ with reporting off.
 Threads: the machine's defaults, as a user runs the script, for both sides,
 whatever FASTMLP_BENCH_THREADS says (it pins the rest of the suite): BLAS on
 every core for the notebook's products, and fastmlp's reports on every core
-(its inference workers; fastmlp.inference.default_threads). The report
+(its inference workers, which follow BLAS's limit:
+fastmlp.inference.default_threads). The report
 records both counts and threadpoolctl's BLAS architecture.
 """
 
@@ -23,7 +24,7 @@ import pytest
 from workloads import _Notebook, data
 
 import fastmlp
-from fastmlp.inference import default_threads as default_threads_of_fastmlp
+from fastmlp.inference import cores
 
 STEPS = 5000
 
@@ -56,7 +57,7 @@ def default_threads(pinned_blas):
     """Undo the suite's BLAS pin: every core, as BLAS starts by default."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=default_threads_of_fastmlp(), user_api="blas"):
+    with threadpool_limits(limits=cores(), user_api="blas"):
         yield
 
 
@@ -76,7 +77,7 @@ def test_dropin_script(benchmark, who, report, scale):
     benchmark.group = f"drop-in script, 784-100-10 MNIST, {STEPS} steps, " + (
         "report every 250" if report else "no reports")
     benchmark.extra_info.update(who=who, report=report, steps=steps, blas=blas_threads(),
-                                fastmlp_threads=default_threads_of_fastmlp())
+                                fastmlp_threads=fastmlp.inference.default_threads())
     lines = benchmark.pedantic(script, args=(lib, steps, report), rounds=3, iterations=1)
     if report:
         assert lines.count("Iteration = ") == len(range(1, steps, 250))

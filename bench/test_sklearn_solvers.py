@@ -3,7 +3,10 @@ fit time side by side (same process, interleaved), test accuracy to
 ``extra_info``; on the bundled digits and on MNIST (60,000 x 784, skipped when
 /work/shared/data/mnist or $FASTMLP_MNIST is absent). ``max_iter`` is small
 so a fit takes seconds; ``--benchmark-disable`` (quick mode) runs one tiny
-fit of each."""
+fit of each. Threads: the suite pins BLAS to FASTMLP_BENCH_THREADS (one by
+default), which is scikit-learn's thread count here, and fastmlp's too: its
+L-BFGS and prediction workers follow the BLAS limit
+(:func:`fastmlp.inference.default_threads`, recorded in ``extra_info``)."""
 
 import os
 import time
@@ -15,6 +18,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 
+from fastmlp.inference import default_threads
 from fastmlp.sklearn import MLPClassifier
 
 MNIST = os.environ.get("FASTMLP_MNIST", "/work/shared/data/mnist")
@@ -63,6 +67,7 @@ def test_solver_fit_time(benchmark, solver, dataset, scale, request):
     acc = {k: float(m.score(Xte, yte)) for k, m in models.items()}
     benchmark.extra_info.update(
         solver=solver, dataset=dataset, max_iter=max_iter, seconds=med, accuracy=acc,
+        fastmlp_threads=default_threads(),
         speedup=med["scikit-learn"] / med["fastmlp"], load=os.getloadavg()[0])
     print(f"\n{dataset} {solver} max_iter={max_iter}: fastmlp {med['fastmlp']:.2f}s "
           f"scikit-learn {med['scikit-learn']:.2f}s x{med['scikit-learn'] / med['fastmlp']:.1f}"

@@ -14,15 +14,21 @@ overlapped and left the process on one thread for good. So only the main
 thread ever changes them here: :func:`one_blas_thread` pins BLAS to one
 thread for a call from the main thread (re-entrant: the outermost call
 restores) and does nothing in other threads, where BLAS runs as configured.
+
+:func:`blas_threads` reads the limit the caller set (threadpoolctl's
+``threadpool_limits``, ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS``, or
+joblib's workers, which set one of those), not :func:`one_blas_thread`'s own:
+fastmlp's worker threads follow it (:func:`fastmlp.inference.default_threads`),
+as scikit-learn's MLP follows it through BLAS.
 """
 
 import contextlib
 import threading
 
-__all__ = ["one_blas_thread"]
+__all__ = ["blas_threads", "one_blas_thread"]
 
 _lock = threading.Lock()
-_state = {"depth": 0, "limiter": None, "controller": None}
+_state = {"depth": 0, "limiter": None, "controller": None, "outer": None}
 
 
 def _controller():
@@ -36,6 +42,23 @@ def _controller():
     return _state["controller"]
 
 
+def _configured():
+    counts = [lib.num_threads for lib in _controller().select(user_api="blas").lib_controllers]
+    counts = [c for c in counts if c is not None and c > 0]
+    return min(counts) if counts else None
+
+
+def blas_threads():
+    """The threads BLAS may use as the caller configured it (the fewest over
+    the BLAS libraries loaded), ignoring :func:`one_blas_thread`'s own limit;
+    None if no BLAS library reports one. A query of the loaded libraries
+    (about 10 µs)."""
+    with _lock:
+        if _state["depth"] > 0:
+            return _state["outer"]
+    return _configured()
+
+
 @contextlib.contextmanager
 def one_blas_thread():
     """A context in which BLAS runs on one thread, when entered from the main
@@ -45,6 +68,7 @@ def one_blas_thread():
         return
     with _lock:
         if _state["depth"] == 0:
+            _state["outer"] = _configured()
             _state["limiter"] = _controller().limit(limits=1, user_api="blas")
         _state["depth"] += 1
     try:

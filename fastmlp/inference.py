@@ -114,7 +114,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .blas import one_blas_thread
+from .blas import blas_threads, one_blas_thread
 from .config import (
     CHUNK_MAX,
     CHUNK_MIN,
@@ -148,6 +148,7 @@ FILL_STEP = 16
 
 __all__ = [
     "Accuracy",
+    "cores",
     "default_threads",
     "forward",
     "pair_fill",
@@ -158,12 +159,26 @@ __all__ = [
 ]
 
 
-def default_threads():
+def cores():
     """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def default_threads():
+    """The threads a call uses unless told: the cores this process may run
+    on, but no more than BLAS may use (:func:`fastmlp.blas.blas_threads`).
+
+    scikit-learn's MLP runs on as many threads as BLAS is allowed, and code
+    that shares out cores does it by limiting BLAS: joblib's process workers,
+    ``threadpoolctl.threadpool_limits(1)``, ``OMP_NUM_THREADS=1``. fastmlp
+    follows the same limit, so swapping the import does not oversubscribe
+    the cores of a parallel hyper-parameter search.
+    """
+    limit = blas_threads()
+    return cores() if limit is None else max(1, min(cores(), limit))
 
 
 def sparse_limit(n_out, itemsize):
@@ -658,7 +673,7 @@ def thread_pool():
     global _POOL
     with _POOL_LOCK:
         if _POOL is None:
-            _POOL = ThreadPoolExecutor(max_workers=max(1, default_threads() - 1),
+            _POOL = ThreadPoolExecutor(max_workers=max(1, cores() - 1),
                                        thread_name_prefix="fastmlp")
         return _POOL
 
@@ -677,8 +692,9 @@ def forward(P, sizes, acts, X, out=None, *, n_threads=None, chunk=None, sparse=N
         outputs contiguous; the transpose of a row-major (samples, outputs)
         array), which the last layer writes directly.
     n_threads : int, optional
-        Worker threads (default: every core this process may use). Small
-        calls run on one.
+        Worker threads (default: :func:`default_threads`, the cores this
+        process may use, at most BLAS's thread limit). Small calls run on
+        one.
     chunk : int, optional
         Samples per chunk (default: sized to the workspace bound).
     sparse : bool, optional

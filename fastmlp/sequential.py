@@ -430,7 +430,8 @@ class Sequential:
         input for ``backward``), this checks X once and keeps nothing. On
         the fused path it runs the inference kernels (:mod:`fastmlp.inference`):
         X is read in place in any layout and float dtype (never copied whole),
-        in chunks on every core, with buffers bounded as documented there.
+        in chunks on :func:`fastmlp.inference.default_threads` threads, with
+        buffers bounded as documented there.
         """
         n_in, _ = _io_sizes(self.modules)
         X = v.as_float_matrix(_unmasked(X, "X"), "X", self.dtype, n_in, "features")

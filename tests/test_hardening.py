@@ -1,6 +1,7 @@
 """Training under stress: concurrent threads, interrupts, read-only or diverging
 weights, and the smaller misuses of issue 14 (one test per finding)."""
 
+import os
 import signal
 import subprocess
 import sys
@@ -48,6 +49,32 @@ def test_blas_pin_is_reentrant_in_the_main_thread_and_idle_in_others():
     for t in threads:
         t.join()
     assert blas_threads() == before
+
+
+def test_worker_threads_follow_the_callers_blas_limit():
+    """fastmlp's workers obey the BLAS limit a caller sets (as scikit-learn's
+    MLP does through BLAS), not the pin fastmlp itself holds during a call."""
+    from threadpoolctl import threadpool_limits
+
+    from fastmlp.inference import cores, default_threads
+
+    free = default_threads()
+    assert free == min(cores(), min(blas_threads()))
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert default_threads() == 1
+        with one_blas_thread():
+            assert default_threads() == 1
+    with one_blas_thread():  # its own limit of one does not count
+        assert default_threads() == free
+    assert default_threads() == free
+
+
+def test_blas_thread_variable_limits_the_workers():
+    env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    code = "from fastmlp.inference import default_threads; print(default_threads())"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env},
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1"
 
 
 @pytest.mark.skipif(not numba_available(), reason="numba not importable")
