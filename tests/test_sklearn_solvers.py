@@ -14,6 +14,7 @@ from sklearn.neural_network import MLPRegressor as SkRegressor
 from fastmlp import Linear, ReLU, Sequential, SoftMax
 from fastmlp.losses import NLL
 from fastmlp.optimizers import Adam
+from fastmlp.plan import rows_max_fill
 from fastmlp.sklearn import MLPClassifier, MLPRegressor, _FullBatch
 
 RNG = np.random.RandomState(0)
@@ -124,6 +125,21 @@ def test_lbfgs_ends_where_scikit_learn_does(target, option, engine):
     assert ours.n_iter_ == theirs.n_iter_
     np.testing.assert_allclose(ours.loss_, theirs.loss_, rtol=1e-6)
     assert not hasattr(ours, "loss_curve_") and ours.t_ == theirs.t_ == 0
+
+
+@pytest.mark.parametrize("option", ["plain", "weights"])
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_lbfgs_on_mostly_zero_inputs_ends_where_scikit_learn_does(target, option):
+    """Inputs sparse enough for the full-batch kernel's lists (taken in class
+    order, :func:`fastmlp.inference.class_order`): same iterations and loss."""
+    rng = np.random.RandomState(5)
+    Xz = np.hstack([X, rng.uniform(0, 1, (60, 58)) * (rng.rand(60, 58) < 0.1)])
+    assert rows_max_fill(Xz, 64) > 0  # (the sparse path runs)
+    sw = OPTIONS[option].get("sample_weight")
+    theirs, ours = fit_both(target, sample_weight=sw, X=Xz, solver="lbfgs",
+                            hidden_layer_sizes=(64,), max_iter=30, random_state=3)
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.loss_, theirs.loss_, rtol=1e-6)
 
 
 @pytest.mark.parametrize("target", list(TARGETS))

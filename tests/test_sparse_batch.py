@@ -3,6 +3,8 @@ on the nonzeros, :mod:`fastmlp.kernels.minibatch`): its gate counts exactly
 what its lists hold, and it trains as the BLAS path does for every width,
 batch and dtype, including partial groups and blocks."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -109,7 +111,35 @@ def test_full_batch_sparse_equals_blas(max_fill):
     for fill in (max_fill, -1.0):
         G = np.zeros_like(P)
         total = loss_grad(P, G, sizes, acts, loss, X, Y, empty_f, empty_i,
-                          np.empty(0, dtype=np.int32), empty_f, 0, len(X), 16, fill)
+                          np.empty(0, dtype=np.int32), empty_f, empty_i, 0, len(X), 16, fill)
         out[fill] = total, G
     np.testing.assert_allclose(out[max_fill][0], out[-1.0][0], rtol=1e-12)
     np.testing.assert_allclose(out[max_fill][1], out[-1.0][1], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_full_batch_in_a_given_order(weighted):
+    """The L-BFGS kernel taking the rows in a permutation (the estimators'
+    class order), split in two parts as between threads, with or without
+    sample weights: the loss and gradient of the rows in their own order,
+    up to rounding; on the BLAS path (``max_fill`` 0) the order is unused."""
+    from fastmlp.kernels.full_batch import loss_grad
+
+    P, sizes, acts, loss, X, Y = case(31, 100, 3, 70, 0.2, np.float64)
+    rng = np.random.RandomState(1)
+    sw = rng.uniform(0.5, 2, len(X)) if weighted else np.empty(0)
+    order = rng.permutation(len(X)).astype(np.int64)
+    empty_i = np.empty(0, dtype=np.int64)
+    csr = (empty_i, np.empty(0, dtype=np.int32), np.empty(0))
+
+    def run(rows, fill, cuts):
+        G = np.zeros_like(P)
+        total = sum(loss_grad(P, G, sizes, acts, loss, X, Y, sw, *csr, rows, lo, hi, 16, fill)
+                    for lo, hi in itertools.pairwise(cuts))
+        return total, G
+
+    ref = run(empty_i, 2.0, (0, len(X)))
+    for fill in (2.0, 0.0):
+        got = run(order, fill, (0, 33, len(X)))
+        np.testing.assert_allclose(got[0], ref[0], rtol=1e-12)
+        np.testing.assert_allclose(got[1], ref[1], rtol=1e-10, atol=1e-12)
