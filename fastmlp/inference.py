@@ -395,10 +395,10 @@ class _Call:
                     K.group_layer(W3, W2, lists.idx, lists.ccf, lists.starts[g0:g1 + 1], g1 - g0,
                                   Zp, LIST_ENTRIES, bpad, relu)
                 elif ell == 0:
-                    K.sparse_columns(X, m, cols, W3, W2, Zp, *ws["lists"], bpad, relu)
+                    K.sparse_columns(X, m, cols, W3, W2, Zp, *ws["lists"], bpad, relu, None)
                 else:
                     K.sparse_columns(Afull.T, m, ws["ident"][:b], W3, W2, Zp, *ws["lists"],
-                                     bpad, relu)
+                                     bpad, relu, None)
                 Zfull = Zp[:b]
                 if fused:
                     nnz = -2  # (not counted)

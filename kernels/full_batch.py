@@ -26,6 +26,7 @@ from .minibatch import (
     batch_head,
     first_gradient,
     forward_batch,
+    gate_bits,
     gather,
     input_gradient,
     sparse_workspace,
@@ -95,6 +96,7 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, order, l
     Xb = np.empty(chunk * d if dense_lists else 0, dtype=P.dtype)
     Yb = np.empty(chunk * c if dense_lists else 0, dtype=P.dtype)
     Wb = np.empty(chunk if dense_lists and weighted else 0, dtype=sw.dtype)
+    bits = gate_bits(d if dense_lists else 0, chunk)
     if dense_lists and order.shape[0] > 0:
         rows = order[lo:hi]
     else:
@@ -111,7 +113,7 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, order, l
             xb = Xb[:b * d].reshape((b, d))
             yb = Yb[:b * c].reshape((b, c))
             rb = rows[start - lo:start - lo + b]
-            sparse = gather(X, Y, rb, xb, yb, max_fill)
+            sparse = gather(X, Y, rb, xb, yb, max_fill, bits)
             if weighted:
                 wb = Wb[:b]
                 for r in range(b):
@@ -141,7 +143,7 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, order, l
             else:
                 tmp = gtmp[:m * n].reshape((m, n))
                 if ell == 0:
-                    first_gradient(xb, dz, tmp, ws, sparse)
+                    first_gradient(xb, dz, tmp, ws, sparse, bits)
                 else:
                     a_in = A[chunk * aoff[ell - 1]:chunk * aoff[ell - 1] + b * m].reshape((b, m))
                     np.dot(a_in.T, dz, tmp)

@@ -712,8 +712,21 @@ def group_word(X, g, n, s0, s1, s2, s3):
     return word
 
 
+def bits_row(bits, g):
+    """Row ``g`` of ``bits``, or None if ``bits`` is None (compiled: decided
+    when the caller is typed)."""
+    return None if bits is None else bits[g]
+
+
+@overload(bits_row)
+def _bits_row_ol(bits, g):
+    if isinstance(bits, types.NoneType):
+        return lambda bits, g: None
+    return lambda bits, g: bits[g]
+
+
 @jit
-def list_group(X, m, s0, s1, s2, s3, k1, k2, k3, idx, cc, e):
+def list_group(X, m, s0, s1, s2, s3, k1, k2, k3, idx, cc, e, bits):
     """List one group (samples ``s0..s3`` of X; ``k1..k3`` are 1, or 0 for a
     padding twin) from entry ``e`` on: the inputs ``r < m`` where any of the
     four is nonzero (or NaN), as ``idx[e] = r`` and the four values,
@@ -721,12 +734,17 @@ def list_group(X, m, s0, s1, s2, s3, k1, k2, k3, idx, cc, e):
     ``cc[e]``. Returns the entry after the last.
 
     The nonzero test runs 64 inputs at a time into a bit mask
-    (:func:`group_word`), then the set bits are visited."""
+    (:func:`group_word`), then the set bits are visited; or the masks come
+    made: ``bits[r // 64]`` (None: make them), as the mini-batch kernel's
+    gate makes them while counting (:func:`fastmlp.kernels.minibatch.row_work`)."""
     t = cc.dtype.type
     one = np.uint64(1)
     whole = k1 == 1 and k2 == 1 and k3 == 1  # no twins: copy with put4
     for g in range(0, m, 64):
-        word = group_word(X, g, min(64, m - g), s0, s1, s2, s3)
+        if bits is None:
+            word = group_word(X, g, min(64, m - g), s0, s1, s2, s3)
+        else:
+            word = bits[g // 64]
         while word:
             r = g + ctz(word)
             word &= word - one
@@ -743,11 +761,12 @@ def list_group(X, m, s0, s1, s2, s3, k1, k2, k3, idx, cc, e):
 
 
 @jit
-def list_groups(X, m, cols, g0, idx, cc, starts):
+def list_groups(X, m, cols, g0, idx, cc, starts, bits):
     """List groups ``g0, g0 + 1, ...`` of the columns ``cols`` of X (group g:
     ``cols[4g:4g + 4]``, the last group's missing ones zero twins) while they
-    fit (:func:`list_group`); group k's entries are ``starts[k]:starts[k +
-    1]``. Returns the number of groups listed."""
+    fit (:func:`list_group`; group g's masks ``bits[g]``, or None to make
+    them); group k's entries are ``starts[k]:starts[k + 1]``. Returns the
+    number of groups listed."""
     t = cc.dtype.type
     cap = idx.shape[0]
     n = cols.shape[0]
@@ -759,7 +778,7 @@ def list_groups(X, m, cols, g0, idx, cc, starts):
         q = GROUP * (g0 + k)
         e = list_group(X, m, cols[q], cols[min(q + 1, n - 1)], cols[min(q + 2, n - 1)],
                        cols[min(q + 3, n - 1)], t(q + 1 < n), t(q + 2 < n), t(q + 3 < n),
-                       idx, cc, e)
+                       idx, cc, e, bits_row(bits, g0 + k))
         k += 1
     starts[k] = e
     return k
@@ -807,7 +826,7 @@ def list_column_groups(X, m, cols, g0, g1, idx, cc, starts):
         q = GROUP * g
         e = list_group(X, m, cols[q], cols[min(q + 1, n - 1)], cols[min(q + 2, n - 1)],
                        cols[min(q + 3, n - 1)], t(q + 1 < n), t(q + 2 < n), t(q + 3 < n),
-                       idx, cc, e)
+                       idx, cc, e, None)
         starts[g + 1] = e
 
 
@@ -945,7 +964,7 @@ def _layer_groups_ol(Wa, Wb, idx, ccf, starts, k, Z, cap, b, relu):
 
 
 @jit
-def sparse_columns(X, m, cols, W3, W2, Z, idx, cc, starts, b, relu):
+def sparse_columns(X, m, cols, W3, W2, Z, idx, cc, starts, b, relu, bits):
     """``Z[i, :] = X[:m, cols[i]] @ W + b`` (then the ReLU if ``relu``) for
     the columns ``cols`` of X (inputs x samples, any layout and float dtype),
     over the nonzeros only. Returns the number of listed entries.
@@ -956,16 +975,16 @@ def sparse_columns(X, m, cols, W3, W2, Z, idx, cc, starts, b, relu):
     ``Z`` (C-ordered) has at least ``len(cols)`` rows rounded up to GROUP
     and the blocks' padded width, and its padding columns receive the
     padding's products. The columns are listed in groups of four
-    (:func:`list_groups`), as many groups as the lists ``idx``, ``cc``
-    (length at least ``m``) and ``starts`` hold; then
-    :func:`layer_groups` runs them.
+    (:func:`list_groups`; ``bits``: the groups' nonzero masks, made by the
+    caller, or None), as many groups as the lists ``idx``, ``cc`` (length at
+    least ``m``) and ``starts`` hold; then :func:`layer_groups` runs them.
     """
     total = (cols.shape[0] + GROUP - 1) // GROUP
     ccf = cc.reshape(-1)
     listed = 0
     g0 = 0
     while g0 < total:
-        k = list_groups(X, m, cols, g0, idx, cc, starts)
+        k = list_groups(X, m, cols, g0, idx, cc, starts, bits)
         layer_groups(W3, W2, idx, ccf, starts, k, Z[GROUP * g0:], idx.shape[0], b, relu)
         listed += starts[k]
         g0 += k
@@ -978,7 +997,8 @@ def sparse_layer(X, m, lo, hi, Wb, Z, idx, cc, starts):
     W in two-register blocks only (:func:`block_weights`) and no biases:
     ``Z[s - lo, :] = X[:m, s] @ W``."""
     zero = np.zeros(Wb.shape[0] * Wb.shape[2], Wb.dtype)
-    return sparse_columns(X, m, np.arange(lo, hi), None, Wb, Z, idx, cc, starts, zero, False)
+    return sparse_columns(X, m, np.arange(lo, hi), None, Wb, Z, idx, cc, starts, zero, False,
+                          None)
 
 
 @jit

@@ -88,11 +88,12 @@ def sparse_workspace(P, rows, d, n):
 
 
 @jit
-def products(X, m, count, A, rest, flat, ws, out):
+def products(X, m, count, A, rest, flat, ws, out, bits):
     """``out = X[:m, :count].T @ A`` from the nonzeros of X (inputs x samples),
     A (m x n, C-ordered) read where it lies but for its last columns, which
     are copied into ``rest`` (zeros past them); ``flat`` holds the padded
-    result (:func:`fastmlp.kernels.inference.sparse_columns`)."""
+    result (:func:`fastmlp.kernels.inference.sparse_columns`; ``bits``: the
+    groups' nonzero masks if made, else None)."""
     _, _, _, _, idx, cc, starts, cols, zero = ws
     rows, n = out.shape
     bw = BLOCK_BYTES // A.itemsize
@@ -104,7 +105,7 @@ def products(X, m, count, A, rest, flat, ws, out):
             o[j] = a[n - r + j]
     width = rows_width(n, A.itemsize)
     Zp = flat[:(count + GROUP) * width].reshape((count + GROUP, width))
-    sparse_columns(X, m, cols[:count], A, Ar, Zp, idx, cc, starts, zero[:width], False)
+    sparse_columns(X, m, cols[:count], A, Ar, Zp, idx, cc, starts, zero[:width], False, bits)
     for i in range(rows):
         z, zp = out[i], Zp[i]
         for j in range(n):
@@ -115,11 +116,11 @@ def products(X, m, count, A, rest, flat, ws, out):
 def sparse_first(xb, W, Z, ws):
     """The first layer's ``Z = xb @ W`` from the nonzeros of ``xb``."""
     b, d = xb.shape
-    products(xb.T, d, b, W, ws[0], ws[2], ws, Z)
+    products(xb.T, d, b, W, ws[0], ws[2], ws, Z, None)
 
 
 @jit(inline="always")
-def row_work(xb, r):
+def row_work(xb, r, bits):
     """The entries row ``r`` of the batch ``xb`` adds to the sparse first
     layer's lists (:func:`sparse_first`, :func:`first_gradient`): the groups
     of four inputs with a nonzero in it, and, at the last row of its group of
@@ -127,22 +128,32 @@ def row_work(xb, r):
     on eight inputs a vector compare (the lists' own masks,
     :func:`~fastmlp.kernels.inference.nz_mask8`): scalar tests took a
     quarter of a batch-of-32 step on MNIST. ``xb`` is C-ordered (each
-    sample's inputs contiguous), as :func:`gather` makes it."""
+    sample's inputs contiguous), as :func:`gather` makes it.
+
+    The first count's masks are kept: bit ``r % 64`` of ``bits[g, r // 64]``
+    is set where row r has a nonzero among inputs ``4g:4g + 4`` (the weight
+    gradient's lists then read them instead of testing four values of every
+    row again: 0.67 of a batch of 32's 1.8 us a sample on MNIST, float32)."""
     b, d = xb.shape
     xt = xb.T  # (inputs x samples: each sample's inputs contiguous)
+    w, sh = r // 64, np.uint64(r % 64)
     work = 0
     q = 0
     while q + 8 <= d:
         word = nz_mask8(xt, q, r, r, r, r)
-        work += int((word & np.uint64(15)) != 0)  # (int: as Python, bool + bool is "or")
-        work += int((word >> np.uint64(4)) != 0)
+        lo = int((word & np.uint64(15)) != 0)  # (int: as Python, bool + bool is "or")
+        hi = int((word >> np.uint64(4)) != 0)
+        work += lo + hi
+        bits[q // GROUP, w] |= np.uint64(lo) << sh
+        bits[q // GROUP + 1, w] |= np.uint64(hi) << sh
         q += 8
     x = xb[r]
     for g in range(q, d, GROUP):
-        nz = False
+        nz = 0
         for j in range(g, min(g + GROUP, d)):
-            nz |= x[j] != 0
+            nz |= int(x[j] != 0)
         work += nz
+        bits[g // GROUP, w] |= np.uint64(nz) << sh
     if r % GROUP == GROUP - 1 or r == b - 1:
         g = r - r % GROUP
         s1, s2, s3 = min(g + 1, r), min(g + 2, r), min(g + 3, r)
@@ -151,10 +162,26 @@ def row_work(xb, r):
     return work
 
 
+@jit
+def gate_bits(d, rows):
+    """The nonzero masks :func:`row_work` keeps for a batch of ``rows``
+    samples of ``d`` inputs (made once per call)."""
+    return np.zeros(((d + GROUP - 1) // GROUP, (rows + 63) // 64), dtype=np.uint64)
+
+
 @jit(inline="always")
-def gather(X, Y, rows, xb, yb, max_fill):
+def clear_bits(bits, b):
+    """Zero the masks of a batch of ``b`` rows."""
+    for g in range(bits.shape[0]):
+        for w in range((b + 63) // 64):
+            bits[g, w] = 0
+
+
+@jit(inline="always")
+def gather(X, Y, rows, xb, yb, max_fill, bits):
     """Copy rows ``rows`` of X and Y into ``xb`` and ``yb``; return whether the
-    batch's fill is at most ``max_fill``.
+    batch's fill is at most ``max_fill`` (the masks of its groups of four
+    inputs then in ``bits``, :func:`gate_bits`).
 
     The fill is the sparse first layer's share of the dense multiply-adds:
     its lists' entries (:func:`row_work`) times the four samples or inputs
@@ -165,6 +192,8 @@ def gather(X, Y, rows, xb, yb, max_fill):
     """
     b, d = xb.shape
     max_work = max_fill * b * d * 2.0 / GROUP
+    if max_work >= 0:
+        clear_bits(bits, b)
     work = 0
     for r in range(b):
         x, xr, y, yr = xb[r], X[rows[r]], yb[r], Y[rows[r]]
@@ -173,7 +202,7 @@ def gather(X, Y, rows, xb, yb, max_fill):
         for j in range(y.shape[0]):
             y[j] = yr[j]
         if work <= max_work:
-            work += row_work(xb, r)
+            work += row_work(xb, r, bits)
     return work <= max_work
 
 
@@ -247,12 +276,14 @@ def input_gradient(act, W, dz, a_in, da, prev):
 
 
 @jit
-def gather_csr(indptr, indices, data, Y, rows, xb, yb, max_fill):
+def gather_csr(indptr, indices, data, Y, rows, xb, yb, max_fill, bits):
     """:func:`gather` from a CSR matrix (``indptr``, ``indices``, ``data``):
     rows ``rows`` scattered into the zeroed dense batch ``xb``, at the cost of
     their nonzeros; same return value."""
     b, d = xb.shape
     max_work = max_fill * b * d * 2.0 / GROUP
+    if max_work >= 0:
+        clear_bits(bits, b)
     work = 0
     for r in range(b):
         x, y, yr = xb[r], yb[r], Y[rows[r]]
@@ -263,19 +294,20 @@ def gather_csr(indptr, indices, data, Y, rows, xb, yb, max_fill):
         for j in range(y.shape[0]):
             y[j] = yr[j]
         if work <= max_work:
-            work += row_work(xb, r)
+            work += row_work(xb, r, bits)
     return work <= max_work
 
 
 @jit(inline="always")
-def first_gradient(xb, dz, gW, ws, sparse):
+def first_gradient(xb, dz, gW, ws, sparse, bits):
     """The first layer's ``gW = xb.T @ dz``: from the nonzeros of ``xb`` if
-    ``sparse`` (groups of four inputs; ``ws`` from :func:`sparse_workspace`),
-    else by BLAS. ``ws`` None (never sparse) compiles no sparse code."""
+    ``sparse`` (groups of four inputs, their masks ``bits`` as :func:`gather`
+    left them; ``ws`` from :func:`sparse_workspace`), else by BLAS. ``ws``
+    None (never sparse) compiles no sparse code."""
     if ws is not None:
         if sparse:
             b, d = xb.shape
-            products(xb, b, d, dz, ws[1], ws[3], ws, gW)
+            products(xb, b, d, dz, ws[1], ws[3], ws, gW, bits)
             return
     np.dot(xb.T, dz, gW)
 
@@ -347,6 +379,7 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
     fill = -1.0  # (gather then counts nothing)
     if ws is not None:
         fill = max_fill
+    bits = gate_bits(d if ws is not None else 0, batch)
     steps = (n_total + batch - 1) // batch
     for s in range(steps):
         lo = s * batch
@@ -355,9 +388,9 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
         yb = Yb[:b * c].reshape((b, c))
         rows = order[lo:lo + b]
         if csr is None:
-            sparse = gather(X, Y, rows, xb, yb, fill)
+            sparse = gather(X, Y, rows, xb, yb, fill, bits)
         else:
-            sparse = gather_csr(csr[0], csr[1], csr[2], Y, rows, xb, yb, fill)
+            sparse = gather_csr(csr[0], csr[1], csr[2], Y, rows, xb, yb, fill, bits)
         divisor = float(b)
         wb = Wb[:0]
         if sw is not None:
@@ -391,7 +424,7 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
             dz = D[batch * aoff[ell]:batch * aoff[ell] + b * n].reshape((b, n))
             if ell == 0:
                 a_in = xb
-                first_gradient(xb, dz, gW, ws, sparse)
+                first_gradient(xb, dz, gW, ws, sparse, bits)
             else:
                 a_in = A[batch * aoff[ell - 1]:batch * aoff[ell - 1] + b * m].reshape((b, m))
                 np.dot(a_in.T, dz, gW)

@@ -66,7 +66,7 @@ def test_kernel_sparse_columns_bias_relu(dtype, n):
                 lists = (np.empty(3 * m, np.int32), np.empty((3 * m, 4), dtype),
                          np.empty(4, np.int64))  # several list rounds
                 for relu in (False, True):
-                    K().sparse_columns(Xl, m, cols, W3, W2, Z, *lists, bias, relu)
+                    K().sparse_columns(Xl, m, cols, W3, W2, Z, *lists, bias, relu, None)
                     want = X[:, cols].T.astype(dtype) @ W + bias[:n]
                     if relu:
                         want = np.maximum(want, 0)

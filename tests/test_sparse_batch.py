@@ -26,23 +26,47 @@ def group_entries(xb):
     return int(rows + cols)
 
 
-@pytest.mark.parametrize("b, d", [(1, 1), (1, 6), (7, 31), (8, 30), (32, 784), (5, 9)])
+@pytest.mark.parametrize("b, d", [(1, 1), (1, 6), (7, 31), (8, 30), (32, 784), (5, 9),
+                                  (70, 13)])
 def test_gate_counts_exactly_the_list_entries(b, d):
-    from fastmlp.kernels.minibatch import gather
+    """The gate's count is the lists' entries, and the masks it keeps for the
+    weight gradient's lists are each row's groups of four inputs with a
+    nonzero (bit r % 64 of word r // 64)."""
+    from fastmlp.kernels.minibatch import gate_bits, gather
 
     rng = np.random.RandomState(b + d)
-    X = rng.normal(size=(50, d)) * (rng.rand(50, d) < 0.3)
+    X = rng.normal(size=(100, d)) * (rng.rand(100, d) < 0.3)
     X[0, 0] = np.nan  # NaN counts as nonzero (it must reach the products)
-    Y = rng.normal(size=(50, 2))
-    rows = rng.permutation(50)[:b].astype(np.int64)
+    Y = rng.normal(size=(100, 2))
+    rows = rng.permutation(100)[:b].astype(np.int64)
     xb, yb = np.empty((b, d)), np.empty((b, 2))
-    assert gather(X, Y, rows, xb, yb, 2.0)
+    bits = gate_bits(d, b)
+    bits[...] = 12345  # (stale masks of an earlier batch)
+    assert gather(X, Y, rows, xb, yb, 2.0, bits)
     np.testing.assert_array_equal(xb, X[rows])
     np.testing.assert_array_equal(yb, Y[rows])
+    nz = np.pad(xb != 0, ((0, 0), (0, -d % GROUP)))  # NaN != 0
+    groups = nz.reshape(b, -1, GROUP).any(axis=2)  # rows x groups of four inputs
+    for g in range(groups.shape[1]):
+        want = [sum(1 << (int(r) % 64) for r in np.flatnonzero(groups[:, g]) if r // 64 == w)
+                for w in range(bits.shape[1])]
+        assert [int(v) for v in bits[g]] == want
+    # ... and the lists made from them are the lists made by testing xb again.
+    from fastmlp.kernels.inference import list_groups
+
+    lists = {}
+    for made in (None, bits):
+        idx, cc = np.empty(b * groups.shape[1], np.int32), np.empty((b * groups.shape[1], GROUP))
+        starts = np.empty(groups.shape[1] + 1, np.int64)
+        k = list_groups(xb, b, np.arange(d), 0, idx, cc, starts, made)
+        lists[made is None] = k, idx[:starts[k]], cc[:starts[k]], starts[:k + 1]
+    assert lists[True][0] == lists[False][0] == groups.shape[1]
+    for a, c in zip(lists[True][1:], lists[False][1:], strict=True):
+        np.testing.assert_array_equal(a, c)
     work = group_entries(xb)
-    fill = work * GROUP / (2.0 * b * d)  # the share of the dense multiply-adds
-    assert gather(X, Y, rows, xb, yb, fill)
-    assert not gather(X, Y, rows, xb, yb, fill - 1e-9)
+    fill = GROUP / (2.0 * b * d)  # the share of the dense multiply-adds of one entry
+    assert gather(X, Y, rows, xb, yb, (work + 0.25) * fill, bits)
+    assert not gather(X, Y, rows, xb, yb, (work - 0.25) * fill, bits)
 
 
 def case(d, width, c, n, density, dtype, seed=0):
