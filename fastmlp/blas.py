@@ -52,11 +52,12 @@ def blas_threads():
     """The threads BLAS may use as the caller configured it (the fewest over
     the BLAS libraries loaded), ignoring :func:`one_blas_thread`'s own limit;
     None if no BLAS library reports one. A query of the loaded libraries
-    (about 10 µs)."""
-    with _lock:
+    (about 10 µs). Inside a pin, the limit as it was when the outermost pin
+    began (a limit the caller changes inside it is not seen)."""
+    with _lock:  # (the read and the pin's start do not interleave)
         if _state["depth"] > 0:
             return _state["outer"]
-    return _configured()
+        return _configured()
 
 
 @contextlib.contextmanager

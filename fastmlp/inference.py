@@ -175,7 +175,9 @@ def default_threads():
     that shares out cores does it by limiting BLAS: joblib's process workers,
     ``threadpoolctl.threadpool_limits(1)``, ``OMP_NUM_THREADS=1``. fastmlp
     follows the same limit, so swapping the import does not oversubscribe
-    the cores of a parallel hyper-parameter search.
+    the cores of a parallel hyper-parameter search. (A BLAS built without
+    threads reports one, and so holds fastmlp to one: pass ``n_threads`` to
+    the functions here to choose.)
     """
     limit = blas_threads()
     return cores() if limit is None else max(1, min(cores(), limit))
@@ -298,11 +300,12 @@ class _Call:
         self.chunk = C = int(max(GROUP, chunk + (-chunk) % GROUP))
         self.n_chunks = (N + C - 1) // C
         work = N * sum(a * b for a, b in itertools.pairwise(self.sizes))
-        if n_threads is None:
-            n_threads = default_threads()
-        n_threads = max(1, int(n_threads))
+        if n_threads is not None:
+            n_threads = max(1, int(n_threads))
         if work < PARALLEL_MIN_WORK:
             n_threads = 1
+        elif n_threads is None:  # (only here: the query takes ~10 us)
+            n_threads = default_threads()
         self.n_threads = min(n_threads, self.n_chunks)
 
     def refresh(self):

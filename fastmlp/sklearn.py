@@ -33,7 +33,13 @@ import numpy as np
 import scipy.optimize
 import scipy.sparse as sp
 from scipy.special import expit, xlogy
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    RegressorMixin,
+    _fit_context,
+    is_classifier,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
@@ -71,13 +77,16 @@ ACT_CODES = {"identity": codes.IDENTITY, "relu": codes.RELU, "tanh": codes.TANH,
 HEADS = {"softmax": (codes.NLL, 1.0), "logistic": (codes.LOGISTIC, 1.0),
          "identity": (codes.MSE, 0.5), "exp": (codes.POISSON, 1.0)}
 STOCHASTIC = ("sgd", "adam")
-#: Rows per chunk of the full-batch kernel (L-BFGS): small enough that a
-#: chunk's copy and lists stay in the core's cache. Measured on MNIST (60,000
-#: x 784 float64, 784-100-10, one thread, interleaved in one process): 7.4
-#: us a sample in chunks of 1,024, 6.5 in chunks of 128; and 5.5 in chunks of
-#: 128 taken in :func:`fastmlp.inference.class_order` (6.1 in chunks of 256,
-#: 6.2 of 64).
+#: Rows per chunk of the full-batch kernel (L-BFGS) when its first layer may
+#: work on the nonzeros: small enough that a chunk's copy and lists stay in
+#: the core's cache. Measured on MNIST (60,000 x 784 float64, 784-100-10, one
+#: thread, interleaved in one process): 7.4 us a sample in chunks of 1,024,
+#: 6.5 in chunks of 128; and 5.5 in chunks of 128 taken in
+#: :func:`fastmlp.inference.class_order` (6.1 in chunks of 256, 6.2 of 64).
 CHUNK = 128
+#: Rows per chunk on the BLAS path (dense or CSR X), whose GEMMs run better
+#: on taller chunks (dense 20,000 x 200, 200-256-10: 5% faster than 128).
+DENSE_CHUNK = 1024
 #: Rows per chunk of a prediction on sparse X (densified a chunk at a time).
 SPARSE_PREDICT_CHUNK = 1 << 14
 #: Below this many multiply-adds per L-BFGS evaluation, one thread.
@@ -694,29 +703,36 @@ class _FullBatch:
         self.raw = (X, y, sw)
         sizes = self.sizes
         work = self.n * int(np.sum(sizes[:-1] * sizes[1:]))
-        threads = min(default_threads(), max(1, self.n // CHUNK))
+        self.chunk = CHUNK if self.max_fill > 0 else DENSE_CHUNK
+        threads = min(default_threads(), max(1, self.n // self.chunk))
         self.threads = threads if work >= PARALLEL_MIN_WORK else 1
         self.G = [np.zeros_like(self.P) for _ in range(self.threads)]
         self.kernel = None if self.numpy else kernel_module("full_batch")
 
     def _order(self):
         """The order the kernel takes the rows in when its first layer may
-        work on the nonzeros (dense X): by class (the largest target, for
-        several outputs) and alike inputs (:func:`fastmlp.inference.class_order`),
-        made once per fit; empty (the given order) otherwise. The sums then
-        run in another order, which changes only their rounding."""
+        work on the nonzeros (dense X): grouped by class, then alike inputs
+        (:func:`fastmlp.inference.class_order`), made once per fit; empty (the
+        given order) otherwise. The class of a row: its label for a binary
+        classifier, its first largest target for multiclass (its class) and
+        multilabel (its first label), none for a regressor. Any order gives
+        the same sums up to rounding; this one makes the lists shorter."""
         if self.max_fill <= 0 or self.numpy:
             return np.empty(0, dtype=np.int64)
-        labels = (np.argmax(self.Y, axis=1) if self.Y.shape[1] > 1
-                  else np.zeros(self.n, dtype=np.int64))
+        if not is_classifier(self.est):
+            labels = np.zeros(self.n, dtype=np.int64)
+        elif self.Y.shape[1] == 1:
+            labels = (self.Y[:, 0] > 0.5).astype(np.int64)
+        else:
+            labels = np.argmax(self.Y, axis=1)
         return np.ascontiguousarray(class_order(self.X.T, labels), dtype=np.int64)
 
     def _part(self, k, lo, hi):
         G = self.G[k]
         G[...] = 0
         return self.kernel.loss_grad(self.P, G, self.sizes, self.acts, self.loss, self.X,
-                                     self.Y, self.sw, *self.csr, self.order, lo, hi, CHUNK,
-                                     self.max_fill)
+                                     self.Y, self.sw, *self.csr, self.order, lo, hi,
+                                     self.chunk, self.max_fill)
 
     def __call__(self, x):
         P = self.P

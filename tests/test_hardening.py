@@ -51,24 +51,41 @@ def test_blas_pin_is_reentrant_in_the_main_thread_and_idle_in_others():
     assert blas_threads() == before
 
 
+def _cores():
+    from fastmlp.inference import cores
+
+    return cores()
+
+
+@pytest.mark.skipif(_cores() < 2, reason="one core: every limit gives one thread")
 def test_worker_threads_follow_the_callers_blas_limit():
     """fastmlp's workers obey the BLAS limit a caller sets (as scikit-learn's
-    MLP does through BLAS), not the pin fastmlp itself holds during a call."""
+    MLP does through BLAS), not the pin fastmlp itself holds during a call,
+    seen from the pinning thread or any other."""
     from threadpoolctl import threadpool_limits
 
     from fastmlp.inference import cores, default_threads
 
     free = default_threads()
     assert free == min(cores(), min(blas_threads()))
+    if free < 2:
+        pytest.skip("BLAS is limited to one thread in this environment")
     with threadpool_limits(limits=1, user_api="blas"):
         assert default_threads() == 1
         with one_blas_thread():
             assert default_threads() == 1
+    seen = []
     with one_blas_thread():  # its own limit of one does not count
-        assert default_threads() == free
+        assert blas_threads() == [1] * len(blas_threads())
+        seen.append(default_threads())
+        worker = threading.Thread(target=lambda: seen.append(default_threads()))
+        worker.start()
+        worker.join()
+    assert seen == [free, free]
     assert default_threads() == free
 
 
+@pytest.mark.skipif(_cores() < 2, reason="one core: every limit gives one thread")
 def test_blas_thread_variable_limits_the_workers():
     env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     code = "from fastmlp.inference import default_threads; print(default_threads())"

@@ -130,14 +130,34 @@ def test_lbfgs_ends_where_scikit_learn_does(target, option, engine):
 @pytest.mark.parametrize("option", ["plain", "weights"])
 @pytest.mark.parametrize("target", list(TARGETS))
 def test_lbfgs_on_mostly_zero_inputs_ends_where_scikit_learn_does(target, option):
-    """Inputs sparse enough for the full-batch kernel's lists (taken in class
-    order, :func:`fastmlp.inference.class_order`): same iterations and loss."""
+    """Inputs sparse enough for the full-batch kernel's lists, taken in class
+    order (:func:`fastmlp.inference.class_order`) in several chunks of 128
+    rows: same iterations and loss."""
+    from fastmlp.inference import GROUP, class_order
+
     rng = np.random.RandomState(5)
-    Xz = np.hstack([X, rng.uniform(0, 1, (60, 58)) * (rng.rand(60, 58) < 0.1)])
-    assert rows_max_fill(Xz, 64) > 0  # (the sparse path runs)
-    sw = OPTIONS[option].get("sample_weight")
-    theirs, ours = fit_both(target, sample_weight=sw, X=Xz, solver="lbfgs",
-                            hidden_layer_sizes=(64,), max_iter=30, random_state=3)
+    reps = 5  # 300 rows
+    Xz = np.hstack([np.tile(X, (reps, 1)), rng.uniform(0, 1, (60 * reps, 58))
+                    * (rng.rand(60 * reps, 58) < 0.1)])
+    y = TARGETS[target]
+    y = np.tile(y, (reps, 1)) if y.ndim == 2 else np.tile(y, reps)
+    sw = np.tile(SW, reps) if option == "weights" else None
+    # The lists' path runs: the first ordered chunk's fill (share of the
+    # dense multiply-adds its lists hold, as the kernel's gate counts it) is
+    # under the planner's limit.
+    max_fill = rows_max_fill(Xz, 64)
+    labels = (np.argmax(y, axis=1) if y.ndim == 2 else np.zeros(len(y), dtype=int)
+              if target in ("squared_error", "poisson") else y)  # (as the estimator orders)
+    nz = Xz[class_order(Xz.T, labels)[:128]] != 0
+    entries = (nz.reshape(-1, GROUP, nz.shape[1]).any(axis=1).sum()
+               + nz.reshape(128, -1, GROUP).any(axis=2).sum())
+    assert 0 < entries * GROUP / (2 * nz.size) <= max_fill
+    theirs, ours, _ = pair(target, solver="lbfgs", hidden_layer_sizes=(64,), max_iter=30,
+                           random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs.fit(Xz, y, sample_weight=sw)
+        ours.fit(Xz, y, sample_weight=sw)
     assert ours.n_iter_ == theirs.n_iter_
     np.testing.assert_allclose(ours.loss_, theirs.loss_, rtol=1e-6)
 

@@ -36,13 +36,13 @@ def test_gate_counts_exactly_the_list_entries(b, d):
 
     rng = np.random.RandomState(b + d)
     X = rng.normal(size=(100, d)) * (rng.rand(100, d) < 0.3)
-    X[0, 0] = np.nan  # NaN counts as nonzero (it must reach the products)
     Y = rng.normal(size=(100, 2))
     rows = rng.permutation(100)[:b].astype(np.int64)
+    X[rows[0], d - 1] = np.nan  # NaN counts as nonzero (it must reach the products)
     xb, yb = np.empty((b, d)), np.empty((b, 2))
     bits = gate_bits(d, b)
     bits[...] = 12345  # (stale masks of an earlier batch)
-    assert gather(X, Y, rows, xb, yb, 2.0, bits)
+    assert gather(X, Y, rows, xb, yb, 1e9, bits)  # (any fill: tiny batches pass 2)
     np.testing.assert_array_equal(xb, X[rows])
     np.testing.assert_array_equal(yb, Y[rows])
     nz = np.pad(xb != 0, ((0, 0), (0, -d % GROUP)))  # NaN != 0
@@ -104,14 +104,15 @@ def epoch(kase, batch, max_fill, opt_name):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("d, width, batch", [(31, 100, 7), (30, 17, 32), (9, 64, 1),
                                              (13, 40, 5), (64, 16, 4), (20, 24, 6),
-                                             (16, 20, 9)])
+                                             (16, 20, 9), (101, 40, 100)])
 @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
 def test_sparse_epoch_equals_blas_epoch(dtype, d, width, batch, opt_name):
     """Widths that are not whole register blocks (and 24: whole blocks in
     both dtypes; 20: a float64 two-register block), batches that are not
-    whole groups of four, inputs not a multiple of four: the same training
-    as the BLAS path, to rounding."""
-    kase = case(d, width, 3, 45, 0.2, dtype)
+    whole groups of four, inputs not a multiple of four, batches of more
+    than 64 rows (two words of the gate's masks): the same training as the
+    BLAS path, to rounding."""
+    kase = case(d, width, 3, max(45, 2 * batch + 5), 0.2, dtype)
     sparse = epoch(kase, batch, 2.0, opt_name)  # every batch on the nonzeros
     dense = epoch(kase, batch, -1.0, opt_name)  # none
     rtol, atol = (1e-10, 1e-12) if dtype == np.float64 else (2e-4, 1e-5)
@@ -141,15 +142,18 @@ def test_full_batch_sparse_equals_blas(max_fill):
     np.testing.assert_allclose(out[max_fill][1], out[-1.0][1], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("d, n, chunk", [(31, 70, 16), (783, 300, 128)])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_full_batch_in_a_given_order(weighted):
+def test_full_batch_in_a_given_order(weighted, d, n, chunk):
     """The L-BFGS kernel taking the rows in a permutation (the estimators'
     class order), split in two parts as between threads, with or without
     sample weights: the loss and gradient of the rows in their own order,
-    up to rounding; on the BLAS path (``max_fill`` 0) the order is unused."""
+    up to rounding; on the BLAS path (``max_fill`` 0) the order is unused.
+    (783 inputs in chunks of 128: two mask words a group, and lists made in
+    several rounds.)"""
     from fastmlp.kernels.full_batch import loss_grad
 
-    P, sizes, acts, loss, X, Y = case(31, 100, 3, 70, 0.2, np.float64)
+    P, sizes, acts, loss, X, Y = case(d, 100, 3, n, 0.2, np.float64)
     rng = np.random.RandomState(1)
     sw = rng.uniform(0.5, 2, len(X)) if weighted else np.empty(0)
     order = rng.permutation(len(X)).astype(np.int64)
@@ -158,12 +162,12 @@ def test_full_batch_in_a_given_order(weighted):
 
     def run(rows, fill, cuts):
         G = np.zeros_like(P)
-        total = sum(loss_grad(P, G, sizes, acts, loss, X, Y, sw, *csr, rows, lo, hi, 16, fill)
-                    for lo, hi in itertools.pairwise(cuts))
+        total = sum(loss_grad(P, G, sizes, acts, loss, X, Y, sw, *csr, rows, lo, hi, chunk,
+                              fill) for lo, hi in itertools.pairwise(cuts))
         return total, G
 
-    ref = run(empty_i, 2.0, (0, len(X)))
+    ref = run(empty_i, 2.0, (0, n))
     for fill in (2.0, 0.0):
-        got = run(order, fill, (0, 33, len(X)))
+        got = run(order, fill, (0, n // 3, n))
         np.testing.assert_allclose(got[0], ref[0], rtol=1e-12)
         np.testing.assert_allclose(got[1], ref[1], rtol=1e-10, atol=1e-12)
