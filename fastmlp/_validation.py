@@ -6,12 +6,12 @@ argument, says what was received and what was expected.
 
 import itertools
 import numbers
-import os
 import threading
 
 import numpy as np
 
 from .engines import kernel_module
+from .inference import cores
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -53,8 +53,7 @@ def _flat(arr):
 def _first(fn, args, n, nbytes):
     """The smallest non-negative ``fn(*args, lo, hi)`` over chunks of range(n)
     (-1 if none): one call, or chunks on threads for a large array."""
-    workers = min(CHECK_THREADS, len(os.sched_getaffinity(0)) if hasattr(
-        os, "sched_getaffinity") else (os.cpu_count() or 1))
+    workers = min(CHECK_THREADS, cores())
     if nbytes < PARALLEL_CHECK_BYTES or workers < 2:
         return fn(*args, 0, n)
     with _lock:

@@ -71,9 +71,9 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, order, l
 
     X is dense (rows are samples, C-contiguous) or, when ``indptr`` is not
     empty, the CSR matrix (``indptr``, ``indices``, ``data``). With dense X
-    and ``max_fill > 0``, a non-empty ``order`` (int64, a permutation of
-    all the rows) makes the chunks of ``order[lo:hi]`` instead: similar samples side by
-    side share more nonzero inputs, so the lists hold fewer entries
+    and ``max_fill > 0``, a non-empty ``order`` (int64, a permutation of all
+    the rows) makes the chunks of ``order[lo:hi]`` instead: similar samples
+    side by side share more nonzero inputs, so the lists hold fewer entries
     (:func:`fastmlp.inference.class_order`). Regularisation and the division
     by the sum of weights are the caller's.
     """

@@ -170,11 +170,16 @@ def gate_bits(d, rows):
 
 
 @jit(inline="always")
-def clear_bits(bits, b):
-    """Zero the masks of a batch of ``b`` rows."""
-    for g in range(bits.shape[0]):
-        for w in range((b + 63) // 64):
-            bits[g, w] = 0
+def gate_budget(max_fill, b, d, bits):
+    """The most list entries a batch of ``b`` rows of ``d`` inputs may make
+    and still take the nonzeros' path (negative: it counts nothing); when it
+    counts, its masks in ``bits`` start from zero."""
+    max_work = max_fill * b * d * 2.0 / GROUP
+    if max_work >= 0:
+        for g in range(bits.shape[0]):
+            for w in range((b + 63) // 64):
+                bits[g, w] = 0
+    return max_work
 
 
 @jit(inline="always")
@@ -191,9 +196,7 @@ def gather(X, Y, rows, xb, yb, max_fill, bits):
     so dense data pay little for it.
     """
     b, d = xb.shape
-    max_work = max_fill * b * d * 2.0 / GROUP
-    if max_work >= 0:
-        clear_bits(bits, b)
+    max_work = gate_budget(max_fill, b, d, bits)
     work = 0
     for r in range(b):
         x, xr, y, yr = xb[r], X[rows[r]], yb[r], Y[rows[r]]
@@ -281,9 +284,7 @@ def gather_csr(indptr, indices, data, Y, rows, xb, yb, max_fill, bits):
     rows ``rows`` scattered into the zeroed dense batch ``xb``, at the cost of
     their nonzeros; same return value."""
     b, d = xb.shape
-    max_work = max_fill * b * d * 2.0 / GROUP
-    if max_work >= 0:
-        clear_bits(bits, b)
+    max_work = gate_budget(max_fill, b, d, bits)
     work = 0
     for r in range(b):
         x, y, yr = xb[r], yb[r], Y[rows[r]]
