@@ -7,8 +7,16 @@ activations, loss, learning rate) on the same data with plain SGD, one step
 per sample (or the mean gradient of a batch), from weights of the same scale.
 
 Threads: JAX (XLA) and PyTorch are held to ``THREADS`` threads, as the BLAS
-of fastmlp's rows: XLA's flags are set before JAX is imported (this module
-must be imported before anything imports JAX).
+of fastmlp's rows. PyTorch obeys ``torch.set_num_threads``. XLA does not
+obey its thread flags any more (jax 0.10 with ``--xla_cpu_multi_thread_eigen
+=false``: 1.9 cores busy on the 784-512-512-10 batch-128 scan, 1.6x faster
+than on one core): it sizes its thread pool from the process's CPU affinity
+when its CPU client starts, so :func:`jax_runner` starts it with the
+affinity cut to ``THREADS`` cores and then gives the caller its cores back
+(the pool's threads keep the cut mask). The bench records each side's
+measured cores (CPU time / wall time) next to its time, so a peer that
+escapes the pin shows. This module must be imported before anything else
+starts JAX's backend.
 """
 
 import itertools
@@ -37,6 +45,21 @@ def version(peer):
     return __import__(peer).__version__
 
 
+def _start_jax_on(threads):
+    """Start JAX's CPU client with its thread pool on ``threads`` cores."""
+    import jax
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if threads >= len(cpus):
+        jax.devices("cpu")
+        return
+    os.sched_setaffinity(0, cpus[:threads])
+    try:
+        jax.devices("cpu")  # creates the client and its pool under the cut mask
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
 def _init(sizes, dtype, seed=0):
     """Weights (m x n) and biases (n,) of each layer, scaled as fastmlp's Linear."""
     rng = np.random.RandomState(seed)
@@ -51,6 +74,7 @@ def jax_runner(workload, Xr, Yr, dtype, batch=1, seed=0):
 
     if np.dtype(dtype) == np.float64:
         jax.config.update("jax_enable_x64", True)
+    _start_jax_on(THREADS)
     import jax.numpy as jnp
 
     act = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}[workload.hidden]

@@ -33,21 +33,25 @@ BATCH_CASES = [(w, m, dt, p) for w, modes in BATCH_MODES.items() for m in modes
 
 def interleaved(benchmark, ours, our_units, theirs, idx, their_units, rounds):
     """Time ``ours()`` and ``theirs(idx[1 + r])`` alternately for ``rounds``
-    rounds; return the medians of each in µs per unit (sample or step)."""
-    times = ([], [])
+    rounds. Return the medians of each in µs per unit (sample or step) and
+    the cores each kept busy (process CPU time / wall time, medians), which
+    the pinned thread count should bound."""
+    times, cores = ([], []), ([], [])
+
+    def timed(call, units, side):
+        c0, t0 = time.process_time(), time.perf_counter()
+        call()
+        t1, c1 = time.perf_counter(), time.process_time()
+        times[side].append((t1 - t0) / units * 1e6)
+        cores[side].append((c1 - c0) / (t1 - t0))
 
     def body():
         for r in range(rounds):
-            t0 = time.perf_counter()
-            ours()
-            t1 = time.perf_counter()
-            theirs(idx[1 + r])
-            t2 = time.perf_counter()
-            times[0].append((t1 - t0) / our_units * 1e6)
-            times[1].append((t2 - t1) / their_units * 1e6)
+            timed(ours, our_units, 0)
+            timed(lambda r=r: theirs(idx[1 + r]), their_units, 1)
 
     benchmark.pedantic(body, rounds=1, iterations=1)
-    return float(np.median(times[0])), float(np.median(times[1]))
+    return tuple(float(np.median(x)) for x in (*times, *cores))
 
 
 @pytest.mark.parametrize("workload, dtype, peer", CASES,
@@ -68,11 +72,12 @@ def test_peer(benchmark, workload, dtype, peer, scale):
     theirs(idx[0])  # warm-up: compiles (JAX), allocates
     rounds = 1 if scale < 1 else ROUNDS
     benchmark.group = f"peers {workload} {w.name} per-sample {dtype}"
-    fm, pm = interleaved(benchmark, ours, our_steps, theirs, idx, steps, rounds)
+    fm, pm, fc, pc = interleaved(benchmark, ours, our_steps, theirs, idx, steps, rounds)
     benchmark.extra_info.update(
         workload=workload, name=w.name, mode="per-sample", dtype=dtype, peer=peer,
         peer_version=peers.version(peer), data=source, fastmlp_us=fm, peer_us=pm,
-        ratio=pm / fm, fastmlp_path=ours.model.path, rounds=rounds)
+        ratio=pm / fm, fastmlp_path=ours.model.path, rounds=rounds,
+        fastmlp_cores=fc, peer_cores=pc, threads=peers.THREADS)
 
 
 @pytest.mark.parametrize("workload, mode, dtype, peer", BATCH_CASES,
@@ -96,8 +101,9 @@ def test_peer_minibatch(benchmark, workload, mode, dtype, peer, scale):
     theirs(idx[0])
     rounds = 1 if scale < 1 else ROUNDS
     benchmark.group = f"peers {workload} {w.name} {mode} {dtype}"
-    fm, pm = interleaved(benchmark, ours, samples, theirs, idx, steps * case.batch, rounds)
+    fm, pm, fc, pc = interleaved(benchmark, ours, samples, theirs, idx, steps * case.batch, rounds)
     benchmark.extra_info.update(
         workload=workload, name=w.name, mode=mode, dtype=dtype, peer=peer,
         peer_version=peers.version(peer), data=source, fastmlp_us=fm, peer_us=pm,
-        ratio=pm / fm, rounds=rounds)
+        ratio=pm / fm, rounds=rounds, fastmlp_cores=fc, peer_cores=pc,
+        threads=peers.THREADS)
