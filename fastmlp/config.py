@@ -21,12 +21,16 @@ SGD_BATCH_MAX = 1 << 22
 
 #: Multiply-adds one compiled training call may take (parameters x samples,
 #: times 3 for a mini-batch step: forward, weight and input gradients):
-#: runs are split into calls of about this much work (10-30 ms here), so
+#: runs are split into calls of about this much work (0.05-0.3 s here), so
 #: Ctrl-C, which Python handles between calls, stops training within a
-#: fraction of a second. Splits fall on whole steps and depend only on the
-#: network's size, so results are the same on every run; the one-pass and
-#: mini-batch kernels end on the same bits however a run is split.
-CALL_WORK = 100_000_000
+#: fraction of a second, while each call's fixed cost (its buffers, and the
+#: sparse first layer's copy of W into column blocks and back, about 0.5 ms
+#: for 784 x 512) is spread over several steps of a large network: at a
+#: tenth of this, 784-512-512-10 in batches of 128 took one step a call.
+#: Splits fall on whole steps and depend only on the network's size, so
+#: results are the same on every run; the one-pass and mini-batch kernels
+#: end on the same bits however a run is split.
+CALL_WORK = 1_000_000_000
 
 # -- data layout --------------------------------------------------------------
 

@@ -36,6 +36,7 @@ class FusedSteps:
 
     def __init__(self, plan, flat, X, Y):
         self.plan, self.flat = plan, flat
+        self._ws = None  # (batch, the kernel's sparse workspace)
         self.columns = (X, Y)
         if plan.layout == "rows":
             self.rows = (X.T, Y.T)
@@ -47,6 +48,18 @@ class FusedSteps:
             self.kernel = kernel_module("blocked" if plan.kernel == "blocked" else "per_sample")
         else:
             self.kernel = kernel_module("minibatch")
+
+    def _workspace(self, batch):
+        """The sparse first layer's buffers for batches of ``batch``, made once
+        (a run of many calls would otherwise allocate, and fault in, a few
+        megabytes a call), or None where the plan never takes that path."""
+        if self.plan.max_fill <= 0:
+            return None
+        if self._ws is None or self._ws[0] != batch:
+            net = self.flat.network
+            self._ws = (batch, self.kernel.sparse_workspace(self.flat.P, batch, int(net.sizes[0]),
+                                                            int(net.sizes[1])))
+        return self._ws[1]
 
     def _data(self, order):
         """Samples-as-rows X and Y for the steps in ``order``, and their indices there."""
@@ -77,7 +90,8 @@ class FusedSteps:
         body = (net.sizes, net.acts, net.loss, X, Y, order)
         if plan.mode == "mini-batch":
             self.kernel.train_minibatch(*head, optimizer.state, *body, int(batch), optimizer.code,
-                                        optimizer.hyper(), losses, hit, plan.max_fill)
+                                        optimizer.hyper(), losses, hit, plan.max_fill,
+                                        self._workspace(int(batch)))
         elif plan.kernel == "blocked":
             with one_blas_thread():
                 self.kernel.sgd_blocked(*head, *body, optimizer.learning_rate, losses, hit,

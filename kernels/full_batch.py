@@ -21,15 +21,19 @@ from ._jit import REASSOC, jit
 from .minibatch import (
     FIRST_BLAS,
     FIRST_READY,
-    FIRST_SPARSE,
     add_bias_gradient,
     batch_head,
-    first_gradient,
+    block_shape,
+    blocked_first,
+    blocked_gradient,
+    blocks_in,
     forward_batch,
+    from_blocks,
     gate_bits,
     gather,
     input_gradient,
     sparse_workspace,
+    to_blocks,
 )
 from .step import eps_of, offsets, widest
 
@@ -99,6 +103,13 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, order, l
     Yb = np.empty(chunk * c if dense_lists else 0, dtype=P.dtype)
     Wb = np.empty(chunk if dense_lists and weighted else 0, dtype=sw.dtype)
     bits = gate_bits(d if dense_lists else 0, chunk)
+    # W in column blocks for the sparse chunks' forward (made once a call:
+    # see fastmlp.kernels.minibatch, "The first layer in column blocks").
+    n1 = sizes[1]
+    shape = block_shape(d if dense_lists else 1, n1, P.itemsize)
+    W1b, G1b, _, _ = blocks_in(ws)
+    if dense_lists:
+        to_blocks(P[woff[0]:woff[0] + d * n1].reshape((d, n1)), W1b, shape)
     if dense_lists and order.shape[0] > 0:
         rows = order[lo:hi]
     else:
@@ -122,13 +133,16 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, order, l
                     wb[r] = sw[rb[r]]
         else:
             xb = X[start:start + b]
-        first = FIRST_SPARSE if sparse else FIRST_BLAS
+        first = FIRST_BLAS
+        if sparse:
+            blocked_first(xb, W1b, shape, A[:b * n1].reshape((b, n1)), ws)
+            first = FIRST_READY
         if csr:  # the first layer's product straight from the CSR rows
             n = sizes[1]
             csr_forward(indptr, indices, data, start, P[woff[0]:woff[0] + d * n].reshape((d, n)),
                         A[chunk * aoff[0]:chunk * aoff[0] + b * n].reshape((b, n)))
             first = FIRST_READY
-        forward_batch(P, A, sizes, woff, boff, aoff, acts, chunk, b, xb, first, ws)
+        forward_batch(P, A, sizes, woff, boff, aoff, acts, chunk, b, xb, first)
         oL = chunk * aoff[L - 1]
         out = A[oL:oL + b * c].reshape((b, c))
         dout = D[oL:oL + b * c].reshape((b, c))
@@ -142,13 +156,14 @@ def loss_grad(P, G, sizes, acts, loss, X, Y, sw, indptr, indices, data, order, l
             dz = D[chunk * aoff[ell]:chunk * aoff[ell] + b * n].reshape((b, n))
             if ell == 0 and csr:
                 csr_gradient(indptr, indices, data, start, dz, gW)
+            elif ell == 0 and sparse:
+                blocked_gradient(xb, dz, G1b, shape, ws, bits)
+                from_blocks(G1b, shape, gW, True)
             else:
                 tmp = gtmp[:m * n].reshape((m, n))
-                if ell == 0:
-                    first_gradient(xb, dz, tmp, ws, sparse, bits)
-                else:
-                    a_in = A[chunk * aoff[ell - 1]:chunk * aoff[ell - 1] + b * m].reshape((b, m))
-                    np.dot(a_in.T, dz, tmp)
+                a_in = xb if ell == 0 else A[chunk * aoff[ell - 1]:chunk * aoff[ell - 1] +
+                                             b * m].reshape((b, m))
+                np.dot(a_in.T, dz, tmp)
                 for i in range(m):
                     for j in range(n):
                         gW[i, j] += tmp[i, j]

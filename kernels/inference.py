@@ -372,10 +372,16 @@ def register_blocks(n, dtype):
     784 inputs), products over 512 outputs in 3-register blocks took 0.90 of
     the time in 2-register blocks, over 100 outputs (3 x 24 + 2 x 16 columns
     against 7 x 16) 0.85."""
-    g = -(-n // (VEC_BYTES // np.dtype(dtype).itemsize))  # registers
+    return block_counts(n, np.dtype(dtype).itemsize)
+
+
+@jit
+def block_counts(n, itemsize):
+    """:func:`register_blocks` for parameters of ``itemsize`` bytes (compiled)."""
+    g = -(-n // (VEC_BYTES // itemsize))  # registers
     if g < 2:
         return 0, 1
-    b = (0, 2, 1)[g % 3]
+    b = 0 if g % 3 == 0 else (2 if g % 3 == 1 else 1)
     return (g - 2 * b) // 3, b
 
 
@@ -895,89 +901,19 @@ def group_layer(W3, W2, idx, ccf, starts, k, Z, cap, b, relu):
 
 
 @jit
-def row_blocks(n, itemsize):
-    """``(a, b, rest)``: how :func:`group_layer_rows` covers ``n`` outputs of
-    ``itemsize`` bytes: ``a`` whole blocks of three registers, then ``b`` (0
-    or 1) of two, then ``rest`` (fewer than a two-register block) more
-    columns."""
-    bw3, bw2 = 3 * VEC_BYTES // itemsize, 2 * VEC_BYTES // itemsize
-    a = n // bw3
-    b = (n - a * bw3) // bw2
-    return a, b, n - a * bw3 - b * bw2
-
-
-@jit
-def rows_width(n, itemsize):
-    """The outputs, padding included, of :func:`group_layer_rows` for ``n``."""
-    a, b, rest = row_blocks(n, itemsize)
-    return (3 * a + 2 * (b + (rest > 0))) * VEC_BYTES // itemsize
-
-
-@jit
-def group_layer_rows(W, Wrest, idx, ccf, starts, k, Z, cap, b, relu):
-    """:func:`group_layer` with W (inputs x n, C-ordered) read where it lies:
-    blocks of three registers, then of two (:func:`row_blocks`), each row of
-    a block a slice of W's row; the last columns, fewer than a two-register
-    block, from ``Wrest`` (inputs x a two-register block: those columns,
-    then zeros). ``Z`` is :func:`rows_width` wide. Mini-batches, whose W
-    changes every step, then need no blocked copy of it (a copy of 784 x 100
-    float32 took about a fifth of a batch of 32's step)."""
-    n = W.shape[1]
-    Wf = W.reshape(-1)
-    Rf = Wrest.reshape(-1)
-    bw3, bw2 = 3 * VEC_BYTES // W.itemsize, 2 * VEC_BYTES // W.itemsize
-    n3, n2, rest = row_blocks(n, W.itemsize)
-    c2 = n3 * bw3
-    cr = c2 + n2 * bw2
-    Zf = Z.reshape(-1)
-    zs = Z.shape[1]
-    h0 = 0
-    while h0 < k:
-        h1 = run_end(starts, k, cap, h0)
-        z0 = GROUP * h0 * zs
-        for blk in range(n3):
-            group_block(Wf, blk * bw3, n, idx, ccf, starts[h0:], h1 - h0, Zf, z0 + blk * bw3,
-                        zs, b, blk * bw3, relu, 3)
-        for blk in range(n2):
-            c = c2 + blk * bw2
-            group_block(Wf, c, n, idx, ccf, starts[h0:], h1 - h0, Zf, z0 + c, zs, b, c, relu, 2)
-        if rest > 0:
-            group_block(Rf, 0, bw2, idx, ccf, starts[h0:], h1 - h0, Zf, z0 + cr, zs, b, cr,
-                        relu, 2)
-        h0 = h1
-
-
-def layer_groups(Wa, Wb, idx, ccf, starts, k, Z, cap, b, relu):
-    """:func:`group_layer` (``Wb`` 3-D: W in column blocks, ``Wa`` the
-    three-register ones or None) or :func:`group_layer_rows` (``Wb`` 2-D:
-    ``Wa`` is W row-major, ``Wb`` its last columns), chosen by ``Wb``'s
-    number of dimensions (compiled: when the caller is typed)."""
-    fn = group_layer_rows if Wb.ndim == 2 else group_layer
-    return fn(Wa, Wb, idx, ccf, starts, k, Z, cap, b, relu)
-
-
-@overload(layer_groups)
-def _layer_groups_ol(Wa, Wb, idx, ccf, starts, k, Z, cap, b, relu):
-    fn = group_layer_rows if Wb.ndim == 2 else group_layer
-    return lambda Wa, Wb, idx, ccf, starts, k, Z, cap, b, relu: fn(Wa, Wb, idx, ccf, starts, k,
-                                                                   Z, cap, b, relu)
-
-
-@jit
 def sparse_columns(X, m, cols, W3, W2, Z, idx, cc, starts, b, relu, bits):
     """``Z[i, :] = X[:m, cols[i]] @ W + b`` (then the ReLU if ``relu``) for
     the columns ``cols`` of X (inputs x samples, any layout and float dtype),
     over the nonzeros only. Returns the number of listed entries.
 
-    ``W3``, ``W2`` are W in column blocks (:func:`split_weights`), or W
-    row-major and its last columns (:func:`group_layer_rows`: ``W2`` then
-    has two dimensions); ``b`` the biases padded as the outputs are;
+    ``W3``, ``W2`` are W in column blocks (:func:`split_weights`); ``b`` the
+    biases padded as the outputs are;
     ``Z`` (C-ordered) has at least ``len(cols)`` rows rounded up to GROUP
     and the blocks' padded width, and its padding columns receive the
     padding's products. The columns are listed in groups of four
     (:func:`list_groups`; ``bits``: the groups' nonzero masks, made by the
     caller, or None), as many groups as the lists ``idx``, ``cc`` (length at
-    least ``m``) and ``starts`` hold; then :func:`layer_groups` runs them.
+    least ``m``) and ``starts`` hold; then :func:`group_layer` runs them.
     """
     total = (cols.shape[0] + GROUP - 1) // GROUP
     ccf = cc.reshape(-1)
@@ -985,7 +921,7 @@ def sparse_columns(X, m, cols, W3, W2, Z, idx, cc, starts, b, relu, bits):
     g0 = 0
     while g0 < total:
         k = list_groups(X, m, cols, g0, idx, cc, starts, bits)
-        layer_groups(W3, W2, idx, ccf, starts, k, Z[GROUP * g0:], idx.shape[0], b, relu)
+        group_layer(W3, W2, idx, ccf, starts, k, Z[GROUP * g0:], idx.shape[0], b, relu)
         listed += starts[k]
         g0 += k
     return listed

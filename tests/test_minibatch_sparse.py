@@ -91,19 +91,89 @@ def run_kernel(case, batch, max_fill, seed=0):
     return P, G, S[0], losses, hits
 
 
+@pytest.mark.parametrize("max_fill", [2.0, 0.34])
+@pytest.mark.parametrize("width", [WIDTH, 5, 13, 22])
 @pytest.mark.parametrize("batch", [1, 2, 7, 32, 101, 128])
 @pytest.mark.parametrize("density", [0.0, 0.1, 1.0])
-def test_forced_sparse_path_equals_blas_path(batch, density):
-    case = kernel_case(density=density)
-    sparse = run_kernel(case, batch, max_fill=2.0)  # every batch sparse
+def test_forced_sparse_path_equals_blas_path(batch, density, width, max_fill):
+    """max_fill 2: every batch on the nonzeros' path; 0.34: at density 0.1
+    (a group of four nonzero with chance 0.34) some batches each way, so W
+    goes from its column blocks to P and back between steps. Widths: blocks
+    that end on the last column (256), or past it in a block of two
+    registers (5, 13) or of three (22)."""
+    case = kernel_case(width, density=density)
+    sparse = run_kernel(case, batch, max_fill=max_fill)
     dense = run_kernel(case, batch, max_fill=-1.0)  # none
     for s, d in zip(sparse[:4], dense[:4], strict=True):
         np.testing.assert_allclose(s, d, rtol=1e-10, atol=1e-13)
     np.testing.assert_array_equal(sparse[4], dense[4])
     G = sparse[1]
-    gW = G[:D * WIDTH].reshape(D, WIDTH)
+    gW = G[:D * width].reshape(D, width)
     assert (gW[ZERO_INPUT] == 0).all()
     assert density == 0 or np.abs(gW).max() > 0
+
+
+BLOCK_SHAPES = [(31, 256), (31, 5), (31, 13), (31, 22), (3, 1), (8, 24), (784, 100), (5, 92)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("d, n", BLOCK_SHAPES)
+def test_column_blocks_hold_w(d, n, dtype):
+    """W into the first layer's column blocks and back: the same values, zeros
+    in every padding row and column, and the sum of squares over the blocks
+    equal to the one over W in row-major order, bit for bit."""
+    from fastmlp.kernels import minibatch as mb
+
+    W = np.random.RandomState(d * n).normal(size=(d, n)).astype(dtype)
+    shape = mb.block_shape(d, n, W.itemsize)
+    flat = mb.aligned(mb.block_size(shape), W)
+    flat[:] = np.nan
+    mb.to_blocks(W, flat, shape)
+    back = np.full_like(W, np.nan)
+    mb.from_blocks(flat, shape, back)
+    np.testing.assert_array_equal(back, W)
+    a, bw3, b, bw2, rows = shape
+    assert rows >= d and rows % 4 == 0 and a * bw3 + b * bw2 >= n
+    assert flat.ctypes.data % 64 == 0
+    assert np.count_nonzero(flat) == np.count_nonzero(W)  # padding: zeros, not NaN
+    total = 0.0
+    for v in W.ravel():
+        total += float(v * v)  # the product in W's dtype, summed in float64, in order
+    assert mb.block_squares(flat, shape, d, n) == total
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+@pytest.mark.parametrize("d, n", BLOCK_SHAPES)
+@pytest.mark.parametrize("b", [1, 5, 32])
+def test_blocked_products_equal_numpy(d, n, b, dtype, rtol):
+    """The forward product and the weight gradient from the nonzeros, W and the
+    gradient in column blocks, against NumPy's products; the gradient's
+    padding rows and columns stay zero."""
+    from fastmlp.kernels import minibatch as mb
+
+    rng = np.random.RandomState(b * d + n)
+    xb = (rng.normal(size=(b, d)) * (rng.rand(b, d) < 0.3)).astype(dtype)
+    W = rng.normal(size=(d, n)).astype(dtype)
+    dz = rng.normal(size=(b, n)).astype(dtype)
+    ws = mb.sparse_workspace(W, b, d, n)
+    shape = mb.block_shape(d, n, W.itemsize)
+    Wb, Gb, _, _ = mb.blocks_in(ws)
+    mb.to_blocks(W, Wb, shape)
+    Z = np.full((b, n), np.nan, dtype)
+    mb.blocked_first(xb, Wb, shape, Z, ws)
+    np.testing.assert_allclose(Z, xb @ W, rtol=rtol, atol=rtol * 10)
+    bits = mb.gate_bits(d, b)
+    yb = np.zeros((b, 1), dtype)
+    assert mb.gather(xb, yb, np.arange(b), np.empty_like(xb), np.empty_like(yb), 2.0, bits)
+    Gb[:] = np.nan
+    mb.blocked_gradient(xb, dz, Gb, shape, ws, bits)
+    gW = np.full((d, n), np.nan, dtype)
+    mb.from_blocks(Gb, shape, gW)
+    np.testing.assert_allclose(gW, xb.T @ dz, rtol=rtol, atol=rtol * 10)
+    full = np.zeros_like(W, shape=(shape[4], shape[0] * shape[1] + shape[2] * shape[3]))
+    full[:d, :n] = xb.T @ dz
+    mb.to_blocks(full, Wb, shape)  # (the padding as zeros, in the blocks' layout)
+    np.testing.assert_allclose(Gb, Wb, rtol=rtol, atol=rtol * 10)
 
 
 @pytest.mark.parametrize("width, density, sparse", [(WIDTH, 0.1, True), (WIDTH, 1.0, False),

@@ -22,7 +22,9 @@ def test_kernels_as_python():
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
            str(HERE / "test_kernels.py"), str(HERE / "test_fused.py"),
-           str(HERE / "test_sparse_batch.py") + "::test_gate_counts_exactly_the_list_entries"]
+           str(HERE / "test_sparse_batch.py") + "::test_gate_counts_exactly_the_list_entries",
+           str(HERE / "test_minibatch_sparse.py") + "::test_column_blocks_hold_w",
+           str(HERE / "test_minibatch_sparse.py") + "::test_blocked_products_equal_numpy"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert " passed" in proc.stdout
