@@ -556,6 +556,7 @@ class _KernelSteps:
         self.max_fill = est._max_fill(X)
         self.kernel = kernel_module("minibatch")
         self.stats = None
+        self.ws = None  # (batch, the sparse first layer's workspace), made once
 
     def run(self, order, batch, optimizer, hits=False):
         steps = -(-len(order) // batch)
@@ -565,7 +566,10 @@ class _KernelSteps:
         # (The sparse first layer's workspace is always made, even when
         # max_fill is 0: one compiled kernel for dense and sparse data.)
         k = self.kernel
-        ws = k.sparse_workspace(self.P, int(batch), int(self.sizes[0]), int(self.sizes[1]))
+        if self.ws is None or self.ws[0] != batch:
+            self.ws = (batch, k.sparse_workspace(self.P, int(batch), int(self.sizes[0]),
+                                                 int(self.sizes[1])))
+        ws = self.ws[1]
         k.train_batches(self.P, self.G, optimizer.state, self.sizes, self.acts, self.loss,
                         self.X, self.Y, self.sw if self.sw.size else None,
                         self.csr if self.csr[0].size else None,

@@ -47,8 +47,8 @@ from .codes import ADAM, H_T
 from .heads import head
 from .inference import (
     GROUP,
-    ROW_BYTES,
     VEC_BYTES,
+    aligned,
     block_counts,
     group_block,
     group_word,
@@ -108,28 +108,19 @@ def blocks_in(ws):
     return Wb, Gb, Sb, rest
 
 
-# The first layer in column blocks. Within one call of a training kernel the
-# sparse first layer keeps W, its gradient and its optimizer state as
-# column blocks of three registers, then of two (the inference kernel's
-# layout, :func:`~fastmlp.kernels.inference.split_weights`), instead of
-# reading W row-major where it lies: each listed input then reads one
+# The first layer in column blocks. Within one call of a training kernel,
+# while batches take the sparse first layer, its W and optimizer state live
+# in column blocks of three registers, then of two (the inference kernel's
+# layout, :func:`~fastmlp.kernels.inference.split_weights`), instead of W
+# being read row-major where it lies: each listed input then reads one
 # contiguous run of a block, and the weight gradient is written straight
 # into the same layout, so the update runs over one flat buffer with no copy
-# of the gradient. Same sums in the same order, so the same bits as the
-# row-major path. Measured (MNIST, one core, forward of a batch alone):
-# float32 batch 32, 100 outputs 1.57 -> 1.14 us a sample, float64 3.97 ->
-# 3.00; float32 batch 128, 512 outputs 6.21 -> 5.15.
-
-@jit
-def aligned(n, like):
-    """An uninitialised vector of ``n`` of ``like``'s dtype starting on a
-    cache line (each row of a block then starts on one: see
-    :func:`~fastmlp.kernels.inference.aligned_empty`)."""
-    pad = ROW_BYTES // like.itemsize
-    buf = np.empty(n + pad, dtype=like.dtype)
-    off = (-buf.ctypes.data % ROW_BYTES) // like.itemsize
-    return buf[off:off + n]
-
+# of the gradient. A batch dense enough for BLAS moves them back to P and S
+# (:func:`state_rows`; copies only where the path changes). Same sums in the
+# same order, so the same bits as the row-major path. Measured (MNIST, one
+# core, forward of a batch alone): float32 batch 32, 100 outputs 1.57 ->
+# 1.14 us a sample, float64 3.97 -> 3.00; float32 batch 128, 512 outputs
+# 6.21 -> 5.15.
 
 @jit
 def block_shape(d, n, itemsize):
@@ -232,6 +223,20 @@ def block_squares(flat, shape, m, n):
             for j in range(bw2 if k < nb - 1 else w2):
                 total += float(row[j] * row[j])
     return total
+
+
+@jit
+def state_rows(P, S, Pb, Sb, shape, off, m, n, into):
+    """Move the ``m x n`` weights at ``P[off:]`` and their optimizer state
+    (the same span of each row of S) into the blocks ``Pb`` and the rows of
+    ``Sb`` if ``into``, else back out of them."""
+    for k in range(-1, S.shape[0]):
+        M = (P[off:off + m * n] if k < 0 else S[k, off:off + m * n]).reshape((m, n))
+        flat = Pb if k < 0 else Sb[k]
+        if into:
+            to_blocks(M, flat, shape)
+        else:
+            from_blocks(flat, shape, M)
 
 
 @jit
@@ -394,7 +399,7 @@ def gather(X, Y, rows, xb, yb, max_fill, bits):
 
 
 #: How :func:`forward_batch` makes the first layer's product.
-FIRST_BLAS, FIRST_READY = 0, 2
+FIRST_BLAS, FIRST_READY = 0, 1
 
 
 @jit(inline="always")
@@ -552,25 +557,21 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
     if ws is not None:
         fill = max_fill
     bits = gate_bits(d if ws is not None else 0, batch)
-    # The first layer's W, gradient and optimizer state in column blocks
-    # while the lists may run (see "The first layer in column blocks");
-    # P's copy of W is then brought up to date for a dense batch's GEMM
-    # (``stale``) and at the end.
-    blocked = ws is not None and max_fill > 0
+    # The first layer's W and optimizer state move into column blocks for
+    # the lists' batches (see "The first layer in column blocks") and back
+    # to P and S for a dense batch's GEMMs and update: copies only where the
+    # path changes (``blocked``: where they are now), and at the end.
     n1 = sizes[1]
     shape = block_shape(d, n1, P.itemsize)
     F = block_size(shape)
     if ws is not None:
         Pb, Gb, Sb, _ = blocks_in(ws)  # (Sb: two rows, of which S's are used)
+        if S.shape[0] > Sb.shape[0]:
+            raise ValueError("train_batches: more optimizer state rows than the workspace holds")
     else:
         Pb, Gb, Sb = np.empty(0, P.dtype), np.empty(0, P.dtype), np.empty((2, 0), P.dtype)
-    W1 = P[woff[0]:woff[0] + d * n1].reshape((d, n1))
     G1 = G[woff[0]:woff[0] + d * n1].reshape((d, n1))
-    if blocked:
-        to_blocks(W1, Pb, shape)
-        for k in range(S.shape[0]):
-            to_blocks(S[k, woff[0]:woff[0] + d * n1].reshape((d, n1)), Sb[k], shape)
-    stale = False
+    blocked = False
     steps = (n_total + batch - 1) // batch
     for s in range(steps):
         lo = s * batch
@@ -590,9 +591,9 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
             for r in range(b):
                 wb[r] = sw[rows[r]]
                 divisor += wb[r]
-        if stale and not sparse:
-            from_blocks(Pb, shape, W1)
-            stale = False
+        if sparse != blocked:
+            state_rows(P, S, Pb, Sb, shape, woff[0], d, n1, sparse)
+            blocked = sparse
         if stats is not None:
             squares = 0.0
             for ell in range(L):
@@ -604,8 +605,9 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
             stats[s, 0] = divisor
             stats[s, 1] = squares
         first = FIRST_BLAS
-        if blocked and sparse:
-            blocked_first(xb, Pb, shape, A[:b * n1].reshape((b, n1)), ws)
+        if blocked:
+            if ws is not None:  # (always, when blocked; None: Numba drops this code)
+                blocked_first(xb, Pb, shape, A[:b * n1].reshape((b, n1)), ws)
             first = FIRST_READY
         forward_batch(P, A, sizes, woff, boff, aoff, acts, batch, b, xb, first)
         # Loss and output gradient.
@@ -624,12 +626,11 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
             dz = D[batch * aoff[ell]:batch * aoff[ell] + b * n].reshape((b, n))
             if ell == 0:
                 a_in = xb
-                if blocked and sparse:
-                    blocked_gradient(xb, dz, Gb, shape, ws, bits)
+                if blocked:
+                    if ws is not None:
+                        blocked_gradient(xb, dz, Gb, shape, ws, bits)
                 else:
                     np.dot(xb.T, dz, gW)
-                    if blocked:
-                        to_blocks(gW, Gb, shape)
             else:
                 a_in = A[batch * aoff[ell - 1]:batch * aoff[ell - 1] + b * m].reshape((b, m))
                 np.dot(a_in.T, dz, gW)
@@ -641,12 +642,9 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
                 input_gradient(acts[ell - 1], W, dz, a_in, dA[:b * m].reshape((b, m)), prev)
             if ell == 0 and blocked:
                 update(opt, Pb, Gb, Sb, 0, F, hyper, divisor, True)
-                stale = True
             else:
                 update(opt, P, G, S, woff[ell], woff[ell] + m * n, hyper, divisor, True)
             update(opt, P, G, S, boff[ell], boff[ell] + n, hyper, divisor, False)
     if blocked:
-        from_blocks(Pb, shape, W1)
+        state_rows(P, S, Pb, Sb, shape, woff[0], d, n1, False)
         from_blocks(Gb, shape, G1)
-        for k in range(S.shape[0]):
-            from_blocks(Sb[k], shape, S[k, woff[0]:woff[0] + d * n1].reshape((d, n1)))

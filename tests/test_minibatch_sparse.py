@@ -203,3 +203,60 @@ def test_default_rule(width, density, sparse):
 
 
 # The gate's count (gather) against the lists: tests/test_sparse_batch.py.
+
+
+@pytest.mark.parametrize("max_fill", [2.0, 0.34])
+@pytest.mark.parametrize("width", [WIDTH, 22])
+def test_adam_state_carries_across_calls(width, max_fill):
+    """Adam (two state rows) over two calls of the kernel: what the blocks hold
+    at the end of the first call reaches S, and the second call starts from
+    it, on the sparse path as on BLAS's."""
+    from fastmlp.kernels.minibatch import train_minibatch
+
+    from fastmlp.optimizers import Adam
+
+    def two_calls(fill):
+        P, sizes, acts, loss, X, Y = kernel_case(width, density=0.1)
+        P, G = P.copy(), np.zeros_like(P)
+        opt = Adam(0.01, weight_decay=1e-3)
+        opt.prepare(P.size, P.dtype, previous=None)
+        for seed in (0, 1):
+            order = np.random.RandomState(seed).permutation(len(X)).astype(np.int64)
+            steps = -(-len(order) // 16)
+            train_minibatch(P, G, opt.state, sizes, acts, loss, X, Y, order, 16, opt.code,
+                            opt.hyper(), np.empty(steps), np.empty(steps, dtype=np.int64), fill)
+        return P, G, opt.state
+
+    sparse, dense = two_calls(max_fill), two_calls(-1.0)
+    assert sparse[2].shape[0] == 2
+    for s, d in zip(sparse, dense, strict=True):
+        np.testing.assert_allclose(s, d, rtol=1e-9, atol=1e-12)
+    assert np.abs(sparse[2][1, :D * width]).max() > 0
+
+
+@pytest.mark.parametrize("max_fill", [2.0, 0.34])
+def test_step_statistics_on_the_sparse_path(max_fill):
+    """scikit-learn's per-step statistics (sum of weights, sum of squares of
+    every weight as the step's forward pass saw them) on the sparse path,
+    where the first layer's weights are in column blocks, equal BLAS's."""
+    from fastmlp.kernels.minibatch import sparse_workspace, train_batches
+
+    from fastmlp.optimizers import SGD
+
+    def run(fill):
+        P, sizes, acts, loss, X, Y = kernel_case(22, density=0.1)
+        P, G, S = P.copy(), np.zeros_like(P), np.zeros((1, len(P)))
+        opt = SGD(0.05, momentum=0.9)
+        order = np.random.RandomState(0).permutation(len(X)).astype(np.int64)
+        steps = -(-len(order) // 8)
+        stats = np.empty((steps, 2))
+        ws = sparse_workspace(P, 8, D, 22)
+        train_batches(P, G, S, sizes, acts, loss, X, Y, None, None, order, 8, opt.code,
+                      opt.hyper(), np.empty(steps), np.empty(steps, dtype=np.int64), stats,
+                      fill, ws)
+        return P, stats
+
+    (Ps, sparse), (Pd, dense) = run(max_fill), run(-1.0)
+    np.testing.assert_allclose(Ps, Pd, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(sparse, dense, rtol=1e-12)
+    assert (np.diff(sparse[:, 1]) != 0).all()  # the weights moved every step
