@@ -591,24 +591,29 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
             for r in range(b):
                 wb[r] = sw[rows[r]]
                 divisor += wb[r]
-        if sparse != blocked:
-            state_rows(P, S, Pb, Sb, shape, woff[0], d, n1, sparse)
-            blocked = sparse
+        # (Each use of the blocks sits under "ws is not None", a test Numba
+        # decides when it compiles: without a workspace none of their code
+        # is compiled, 3-4 s of a first fit's compile on dense data.)
+        if ws is not None:
+            if sparse != blocked:
+                state_rows(P, S, Pb, Sb, shape, woff[0], d, n1, sparse)
+                blocked = sparse
         if stats is not None:
             squares = 0.0
             for ell in range(L):
-                if ell == 0 and blocked:
-                    squares += block_squares(Pb, shape, d, n1)
-                    continue
+                if ws is not None:
+                    if ell == 0 and blocked:
+                        squares += block_squares(Pb, shape, d, n1)
+                        continue
                 for i in range(woff[ell], woff[ell] + sizes[ell] * sizes[ell + 1]):
                     squares += float(P[i] * P[i])
             stats[s, 0] = divisor
             stats[s, 1] = squares
         first = FIRST_BLAS
-        if blocked:
-            if ws is not None:  # (always, when blocked; None: Numba drops this code)
+        if ws is not None:
+            if blocked:
                 blocked_first(xb, Pb, shape, A[:b * n1].reshape((b, n1)), ws)
-            first = FIRST_READY
+                first = FIRST_READY
         forward_batch(P, A, sizes, woff, boff, aoff, acts, batch, b, xb, first)
         # Loss and output gradient.
         oL = batch * aoff[L - 1]
@@ -641,10 +646,12 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
                 prev = D[batch * aoff[ell - 1]:batch * aoff[ell - 1] + b * m].reshape((b, m))
                 input_gradient(acts[ell - 1], W, dz, a_in, dA[:b * m].reshape((b, m)), prev)
             if ell == 0 and blocked:
-                update(opt, Pb, Gb, Sb, 0, F, hyper, divisor, True)
+                if ws is not None:
+                    update(opt, Pb, Gb, Sb, 0, F, hyper, divisor, True)
             else:
                 update(opt, P, G, S, woff[ell], woff[ell] + m * n, hyper, divisor, True)
             update(opt, P, G, S, boff[ell], boff[ell] + n, hyper, divisor, False)
-    if blocked:
-        state_rows(P, S, Pb, Sb, shape, woff[0], d, n1, False)
-        from_blocks(Gb, shape, G1)
+    if ws is not None:
+        if blocked:
+            state_rows(P, S, Pb, Sb, shape, woff[0], d, n1, False)
+            from_blocks(Gb, shape, G1)
