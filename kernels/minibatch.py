@@ -80,8 +80,7 @@ def sparse_workspace(P, rows, d, n):
     written cost nothing, so the unused state row, and the blocks of a
     caller on dense data, stay free)."""
     shape = block_shape(d, n, P.itemsize)
-    a, bw3, b, bw2, _ = shape
-    width = a * bw3 + b * bw2
+    width = block_columns(shape)
     F = block_size(shape)
     cap = max(LIST_ENTRIES, rows, d)
     return (np.empty((rows + GROUP) * width, dtype=P.dtype),
@@ -89,7 +88,7 @@ def sparse_workspace(P, rows, d, n):
             np.empty(max(rows, d) // GROUP + 2, dtype=np.int64),
             np.arange(max(rows, d)), np.zeros(width, dtype=P.dtype),
             aligned(F, P), aligned(F, P), aligned(2 * F, P).reshape((2, F)),
-            np.zeros(rows * bw3, dtype=P.dtype))
+            np.zeros(rows * shape[1], dtype=P.dtype))
 
 
 @jit(inline="always")
@@ -144,11 +143,17 @@ def blocks_of(flat, shape):
             flat[k:k + b * rows * bw2].reshape((b, rows, bw2)))
 
 
+@jit(inline="always")
+def block_columns(shape):
+    """The columns, padding included, of :func:`block_shape` ``shape``'s blocks."""
+    a, bw3, b, bw2, _ = shape
+    return a * bw3 + b * bw2
+
+
 @jit
 def block_size(shape):
     """Entries of a flat buffer of :func:`block_shape` ``shape``."""
-    a, bw3, b, bw2, rows = shape
-    return rows * (a * bw3 + b * bw2)
+    return shape[4] * block_columns(shape)
 
 
 @jit(inline="always")
@@ -248,8 +253,7 @@ def blocked_first(xb, flat, shape, Z, ws):
     n = Z.shape[1]
     out, idx, cc, starts, cols, zero = lists_of(ws)
     B3, B2 = blocks_of(flat, shape)
-    a, bw3, nb, bw2, _ = shape
-    width = a * bw3 + nb * bw2
+    width = block_columns(shape)
     Zp = out[:(b + GROUP) * width].reshape((b + GROUP, width))
     sparse_columns(xb.T, d, cols[:b], B3, B2, Zp, idx, cc, starts, zero[:width], False, None)
     for r in range(b):
@@ -270,11 +274,10 @@ def blocked_gradient(xb, dz, flat, shape, ws, bits):
     n = dz.shape[1]
     _, idx, cc, starts, cols, zero = lists_of(ws)
     rest = blocks_in(ws)[3]
-    B3, B2 = blocks_of(flat, shape)
-    a, bw3, nb, bw2, rows = shape
-    width = a * bw3 + nb * bw2
-    last = bw2 if nb > 0 else bw3
-    c0 = width - last  # the last block's first column
+    blocks, rows = shape[0] + shape[2], shape[4]
+    last, c0 = block_at(flat, shape, blocks - 1)
+    last = last.shape[1]  # the last block's width, from its first column c0
+    width = c0 + last
     if width > n:
         for r in range(b):
             for j in range(n - c0):
@@ -289,16 +292,15 @@ def blocked_gradient(xb, dz, flat, shape, ws, bits):
         while h0 < k:
             h1 = run_end(starts, k, idx.shape[0], h0)
             r0 = GROUP * (g0 + h0)
-            for blk in range(a + nb):
-                three = blk < a
-                bw = bw3 if three else bw2
-                c = blk * bw3 if three else a * bw3 + (blk - a) * bw2
-                Bf = B3[blk].reshape(-1) if three else B2[blk - a].reshape(-1)
+            for blk in range(blocks):
+                B, c = block_at(flat, shape, blk)
+                bw = B.shape[1]
+                Bf = B.reshape(-1)
                 if c + bw <= n:
                     src, off, stride = dzf, c, n
                 else:
                     src, off, stride = rest, 0, last
-                if three:
+                if blk < shape[0]:  # (the register count a constant: one kernel each)
                     group_block(src, off, stride, idx, ccf, starts[h0:], h1 - h0, Bf, r0 * bw,
                                 bw, zero, 0, False, 3)
                 else:
