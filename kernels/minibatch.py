@@ -113,8 +113,10 @@ def blocks_in(ws):
 # layout, :func:`~fastmlp.kernels.inference.split_weights`), instead of W
 # being read row-major where it lies: each listed input then reads one
 # contiguous run of a block, and the weight gradient is written straight
-# into the same layout, so the update runs over one flat buffer with no copy
-# of the gradient. A batch dense enough for BLAS moves them back to P and S
+# into the same layout, so the update needs no copy of the gradient: it
+# runs on each block's rows as soon as they are made, while they are in
+# cache (float32 784-100-10, batch 32: 3.96 -> 3.80 us a sample against a
+# pass of its own after the gradient, in alternating processes). A batch dense enough for BLAS moves them back to P and S
 # (:func:`state_rows`; copies only where the path changes). Same sums in the
 # same order, so the same bits as the row-major path. Measured (MNIST, one
 # core, forward of a batch alone): float32 batch 32, 100 outputs 1.57 ->
@@ -263,13 +265,19 @@ def blocked_first(xb, flat, shape, Z, ws):
 
 
 @jit
-def blocked_gradient(xb, dz, flat, shape, ws, bits):
+def blocked_gradient(xb, dz, flat, shape, ws, bits, step=None):
     """The first layer's ``gW = xb.T @ dz`` from the nonzeros of ``xb`` (groups
     of four inputs, their masks ``bits`` as :func:`gather` left them) into
     the blocks of ``flat``, every row of them (the padding rows get the
     zero twins' products). dz is read where it lies, but for the columns of
     its last block past its width, copied into the workspace's last buffer
-    (zeros past them)."""
+    (zeros past them).
+
+    ``step``: None, or ``(opt, Wb, Sb, hyper, divisor)`` to update the
+    blocked weights ``Wb`` and state rows ``Sb`` (:func:`update`) with each
+    run of gradient rows as soon as it is made, while it is in the core's
+    cache, instead of in a pass of its own that reads the whole gradient
+    back (the same arithmetic per entry, so the same bits)."""
     b, d = xb.shape
     n = dz.shape[1]
     _, idx, cc, starts, cols, zero = lists_of(ws)
@@ -292,6 +300,7 @@ def blocked_gradient(xb, dz, flat, shape, ws, bits):
         while h0 < k:
             h1 = run_end(starts, k, idx.shape[0], h0)
             r0 = GROUP * (g0 + h0)
+            at = 0  # block blk's first entry in flat
             for blk in range(blocks):
                 B, c = block_at(flat, shape, blk)
                 bw = B.shape[1]
@@ -306,6 +315,12 @@ def blocked_gradient(xb, dz, flat, shape, ws, bits):
                 else:
                     group_block(src, off, stride, idx, ccf, starts[h0:], h1 - h0, Bf, r0 * bw,
                                 bw, zero, 0, False, 2)
+                if step is not None:
+                    opt, Wb, Sb, hyper, divisor = step
+                    lo = at + r0 * bw
+                    update(opt, Wb, flat, Sb, lo, lo + GROUP * (h1 - h0) * bw, hyper, divisor,
+                           True)
+                at += B.size
             h0 = h1
         g0 += k
 
@@ -635,7 +650,8 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
                 a_in = xb
                 if blocked:
                     if ws is not None:
-                        blocked_gradient(xb, dz, Gb, shape, ws, bits)
+                        blocked_gradient(xb, dz, Gb, shape, ws, bits,
+                                         (opt, Pb, Sb, hyper, divisor))
                 else:
                     np.dot(xb.T, dz, gW)
             else:
@@ -648,8 +664,7 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
                 prev = D[batch * aoff[ell - 1]:batch * aoff[ell - 1] + b * m].reshape((b, m))
                 input_gradient(acts[ell - 1], W, dz, a_in, dA[:b * m].reshape((b, m)), prev)
             if ell == 0 and blocked:
-                if ws is not None:
-                    update(opt, Pb, Gb, Sb, 0, F, hyper, divisor, True)
+                pass  # (updated by blocked_gradient)
             else:
                 update(opt, P, G, S, woff[ell], woff[ell] + m * n, hyper, divisor, True)
             update(opt, P, G, S, boff[ell], boff[ell] + n, hyper, divisor, False)
