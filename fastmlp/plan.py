@@ -138,7 +138,10 @@ def density(X):
     """Fraction of nonzero inputs in about DENSITY_SAMPLE evenly spaced samples
     (columns of X)."""
     cols = X[:, :: max(1, X.shape[1] // DENSITY_SAMPLE)]
-    return float(np.count_nonzero(cols)) / cols.size
+    # (The comparison first: np.count_nonzero of a strided view took 0.44 ms
+    # for 256 MNIST samples, 4x the time of comparing them into a contiguous
+    # mask and counting that, a tenth of a 2,560-sample epoch's time.)
+    return float(np.count_nonzero(cols != 0)) / cols.size
 
 
 def sparse_limit(n):

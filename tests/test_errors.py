@@ -225,3 +225,20 @@ def test_bad_fit_flags(model, kwargs, exc, match):
         model.fit(X, Y, epochs=1, **kwargs)
     for a, b in zip(before, params_of(model), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 12345, 2**31, 2**32 - 1])
+def test_an_int_seed_draws_random_states_stream(seed):
+    """``seed=s`` draws exactly what ``np.random.RandomState(s)`` draws (the
+    notebook's stream), though as_rng skips its first, discarded seeding."""
+    from fastmlp._validation import as_rng
+
+    ours, theirs = as_rng(seed), np.random.RandomState(seed)
+    assert isinstance(ours, np.random.RandomState)
+    mine, want = ours.get_state(), theirs.get_state()
+    np.testing.assert_array_equal(mine[1], want[1])
+    assert mine[0] == want[0] and mine[2:] == want[2:]
+    for draw in (lambda r: r.permutation(50), lambda r: r.randint(1000, size=20),
+                 lambda r: r.normal(size=7), lambda r: r.rand(5), lambda r: r.normal(size=3)):
+        np.testing.assert_array_equal(draw(ours), draw(theirs))
+    assert as_rng(seed) is not as_rng(seed)  # a stream of its own each call
