@@ -19,14 +19,17 @@ INDEX_CHUNK = 1 << 16
 #: once (8 bytes each), so a typo such as 2**40 fails with a clear message.
 SGD_BATCH_MAX = 1 << 22
 
-#: Multiply-adds one compiled training call may take (parameters x samples,
-#: times 3 for a mini-batch step: forward, weight and input gradients):
-#: runs are split into calls of about this much work (0.05-0.3 s here), so
-#: Ctrl-C, which Python handles between calls, stops training within a
-#: fraction of a second, while each call's fixed cost (its buffers, and the
-#: sparse first layer's copy of W into column blocks and back, about 0.5 ms
-#: for 784 x 512) is spread over several steps of a large network: at a
-#: tenth of this, 784-512-512-10 in batches of 128 took one step a call.
+#: Work one compiled training call may take, counted as parameters x
+#: samples (a per-sample step does about 3 multiply-adds a parameter at a
+#: few GFLOP/s; a mini-batch step 3 a parameter and sample, at GEMM speed,
+#: so counting each as one puts both at 0.05-0.3 s here): runs are split
+#: into calls of about this much work, so Ctrl-C, which Python handles
+#: between calls, stops training within a fraction of a second, while each
+#: call's fixed cost (its buffers, and the sparse first layer's copy of W and
+#: its optimizer state into column blocks and back: 1.5 ms for 784 x 512, a
+#: third of a step of 784-512-512-10 in batches of 128) is spread over many
+#: steps. (Counting a mini-batch step three times, that network took three
+#: steps a call: 10% of its time in those copies.)
 #: Splits fall on whole steps and depend only on the network's size, so
 #: results are the same on every run; the one-pass and mini-batch kernels
 #: end on the same bits however a run is split.

@@ -71,12 +71,12 @@ class FusedSteps:
 
     def run(self, order, batch, optimizer, hits=True):
         """Take the steps of ``order`` in compiled calls of about ``CALL_WORK``
-        multiply-adds each (whole steps), so that Ctrl-C is handled within a
+        parameters x samples each (whole steps), so that Ctrl-C is handled within a
         fraction of a second and leaves the weights of the last whole call."""
         X, Y, order = self._data(np.ascontiguousarray(order, dtype=np.int64))
         steps = -(-len(order) // batch)
         losses, hit = np.empty(steps), np.empty(steps, dtype=np.int64)
-        work = self.flat.network.n_params * batch * (3 if self.plan.mode == "mini-batch" else 1)
+        work = self.flat.network.n_params * batch
         per_call = max(1, CALL_WORK // work)
         for s in range(0, steps, per_call):
             e = min(steps, s + per_call)
