@@ -127,13 +127,17 @@ def markdown(doc):
     peer_rows = [b["extra_info"] for b in doc["benchmarks"] if "peer" in b.get("extra_info", {})]
     if peer_rows:
         out += ["", "| peers (interleaved in one process, medians) | dtype | peer | fastmlp µs "
-                "| peer µs | peer / fastmlp | cores busy, fastmlp / peer |",
-                "|---|---|---|---:|---:|---:|---:|"]
+                "| peer µs | peer / fastmlp | rounds' own ratios: quartiles | rounds "
+                "| cores busy, fastmlp / peer |",
+                "|---|---|---|---:|---:|---:|---:|---:|---:|"]
         for i in sorted(peer_rows, key=lambda i: (i["workload"], i["mode"], i["dtype"] != "float64",
                                                   i["peer"])):
+            q = i.get("paired_ratio")
+            paired = f"{q[0]:.2f} / **{q[1]:.2f}** / {q[2]:.2f}" if q else ""
             out.append(f"| {i['workload']} {i['name']} {i['mode']} | {i['dtype']} | {i['peer']} "
                        f"{i.get('peer_version', '')} | {fmt(i['fastmlp_us'])} | "
-                       f"{fmt(i['peer_us'])} | **{i['ratio']:.2f}x** | "
+                       f"{fmt(i['peer_us'])} | **{i['ratio']:.2f}x** | {paired} | "
+                       f"{i.get('rounds', '')} | "
                        f"{i.get('fastmlp_cores', 0):.2f} / {i.get('peer_cores', 0):.2f} |")
     compile_rows = [b for b in doc["benchmarks"] if "cache" in b.get("extra_info", {})]
     if compile_rows:

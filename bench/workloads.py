@@ -221,12 +221,13 @@ class _Notebook:
             pass
 
 
-def make_runner(case, scale=1.0):
+def make_runner(case, scale=1.0, momentum=0.9):
     """Return (run, samples_per_call, source), or None for a case that does not exist.
 
     ``run()`` takes the case's steps (times ``scale``, for the quick mode);
     ``run(k)`` takes ``k`` steps (per-sample cases) or an epoch over ``k``
-    samples (mini-batch cases), for warming up the same model.
+    samples (mini-batch cases: the first ``k`` of the data, SGD with
+    ``momentum``), for warming up the same model.
     """
     w = WORKLOADS[case.workload]
     X, Y, source = data(case.workload, case.dtype)
@@ -259,5 +260,5 @@ def make_runner(case, scale=1.0):
 
     def run_epoch(k=n):
         model.fit(Xs[:, :k], Ys[:, :k], epochs=1, batch_size=case.batch, lrate=w.lrate,
-                  momentum=0.9, seed=0, verbose=0)
+                  momentum=momentum, seed=0, verbose=0)
     return run_epoch, n, source
