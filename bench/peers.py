@@ -19,6 +19,7 @@ escapes the pin shows. This module must be imported before anything else
 starts JAX's backend.
 """
 
+import contextlib
 import itertools
 import os
 
@@ -56,6 +57,31 @@ def _start_jax_on(threads):
     os.sched_setaffinity(0, cpus[:threads])
     try:
         jax.devices("cpu")  # creates the client and its pool under the cut mask
+    finally:
+        os.sched_setaffinity(0, cpus)
+
+
+@contextlib.contextmanager
+def same_cores():
+    """Run the calling thread on the cores :func:`_start_jax_on` gives XLA's
+    pool (the first ``THREADS``), then give it its cores back.
+
+    Each core of this machine is a virtual CPU whose speed moves with the
+    host's load, one core at a time (W5 float32 alone, in one process: 3.7
+    us/sample on either core, then minutes later 5.6 on core 0 and 4.7 on
+    core 1). With XLA's pool held to core 0 and fastmlp free to run on
+    either, a slow phase of one core could slow one side only: in five of
+    nine runs on 2026-11-30, fastmlp's median in the W5 float32 JAX row read
+    6.0-6.4 us/sample while the PyTorch row of the same run read 4.1-5.6.
+    On the same cores, both sides of an interleaved row see the same
+    phases."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if THREADS >= len(cpus):
+        yield
+        return
+    os.sched_setaffinity(0, cpus[:THREADS])
+    try:
+        yield
     finally:
         os.sched_setaffinity(0, cpus)
 

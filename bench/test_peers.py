@@ -56,7 +56,8 @@ def interleaved(benchmark, ours, our_units, theirs, idx, their_units, rounds):
             timed(ours, our_units, 0)
             timed(lambda r=r: theirs(idx[1 + r]), their_units, 1)
 
-    benchmark.pedantic(body, rounds=1, iterations=1)
+    with peers.same_cores():
+        benchmark.pedantic(body, rounds=1, iterations=1)
     paired = np.array(times[1]) / np.array(times[0])
     return (*(float(np.median(x)) for x in (*times, *cores)),
             [float(q) for q in np.percentile(paired, [25, 50, 75])])
