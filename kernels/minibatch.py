@@ -272,12 +272,9 @@ def blocked_first(xb, flat, shape, Z, ws):
 
 
 #: Groups of four inputs :func:`blocked_gradient` takes through all its blocks
-#: before the next (each block's rows of them, 48 KB for 784-100's float32
-#: three-register blocks, then updated while in the core's L2 cache).
-#: Measured in one process (MNIST, 784-100-10, batch 32, momentum): against
-#: 128, 32 groups took 4% longer a step in float64, 16 10%, 8 18% (the
-#: update's and the blocks' loops restarted per run); 128 and 256 the same.
-GRADIENT_GROUPS = 128
+#: before the next (each block's rows of them, 12 KB for 784-100's float32
+#: three-register blocks, then updated while in the core's L1 cache).
+GRADIENT_GROUPS = 32
 
 
 @jit
