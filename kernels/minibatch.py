@@ -27,11 +27,9 @@ need the batch's nonzero inputs (about 19% of MNIST's pixels). Where that
 saves enough work (the planner's ``max_fill``; see :func:`gather`), both
 run on the register-blocked kernel of :mod:`fastmlp.kernels.inference`
 (:func:`~fastmlp.kernels.inference.sparse_columns`): groups of four samples
-(for ``Z``) or of four inputs (for ``gW``) take the inputs or samples where
-any of the four is nonzero (the forward's listed, the gradient's read
-straight from the gate's masks, :func:`mask_block`), and each such entry
-updates four rows of output blocks of three or two registers held in
-registers. W, its gradient and its optimizer
+(for ``Z``) or of four inputs (for ``gW``) list where any of the four is
+nonzero, and each listed entry updates four rows of output blocks of three
+or two registers held in registers. W, its gradient and its optimizer
 state stay in those column blocks for a whole call (see "The first layer
 in column blocks" below); dz is read where it lies. The same sums as BLAS,
 up to rounding. Other batches, and dense data, keep the GEMMs. Measured
@@ -50,18 +48,14 @@ from .heads import head
 from .inference import (
     GROUP,
     VEC_BYTES,
-    acc_fma,
-    acc_new,
-    acc_store,
-    acc_zero,
     aligned,
     block_counts,
-    ctz,
     group_block,
     group_word,
     list_groups,
     nz_mask8,
     popcount,
+    run_end,
     sparse_columns,
 )
 from .step import argmax, eps_of, offsets, widest
@@ -122,9 +116,8 @@ def blocks_in(ws):
 # into the same layout, so the update needs no copy of the gradient: it
 # runs on each block's rows as soon as they are made, while they are in
 # cache (float32 784-100-10, batch 32: 3.96 -> 3.80 us a sample against a
-# pass of its own after the gradient, in alternating processes). A batch
-# dense enough for BLAS moves them back to P and S (:func:`state_rows`;
-# copies only where the path changes). Same sums in the
+# pass of its own after the gradient, in alternating processes). A batch dense enough for BLAS moves them back to P and S
+# (:func:`state_rows`; copies only where the path changes). Same sums in the
 # same order, so the same bits as the row-major path. Measured (MNIST, one
 # core, forward of a batch alone): float32 batch 32, 100 outputs 1.57 ->
 # 1.14 us a sample, float64 3.97 -> 3.00; float32 batch 128, 512 outputs
@@ -271,12 +264,6 @@ def blocked_first(xb, flat, shape, Z, ws):
             z[j] = zp[j]
 
 
-#: Groups of four inputs :func:`blocked_gradient` takes through all its blocks
-#: before the next (each block's rows of them, 12 KB for 784-100's float32
-#: three-register blocks, then updated while in the core's L1 cache).
-GRADIENT_GROUPS = 32
-
-
 @jit
 def blocked_gradient(xb, dz, flat, shape, ws, bits, step=None):
     """The first layer's ``gW = xb.T @ dz`` from the nonzeros of ``xb`` (groups
@@ -286,15 +273,11 @@ def blocked_gradient(xb, dz, flat, shape, ws, bits, step=None):
     its last block past its width, copied into the workspace's last buffer
     (zeros past them).
 
-    Whole groups of four inputs run :func:`mask_block` straight from the
-    masks and ``xb``; a last group of fewer than four inputs is listed with
-    its zero twins (:func:`~fastmlp.kernels.inference.list_groups`).
-
     ``step``: None, or ``(opt, Wb, Sb, hyper, divisor)`` to update the
     blocked weights ``Wb`` and state rows ``Sb`` (:func:`update`) with each
-    block's rows of a run of groups as soon as they are made, while they are
-    in the core's cache, instead of in a pass of its own that reads the
-    whole gradient back (the same arithmetic per entry, so the same bits)."""
+    run of gradient rows as soon as it is made, while it is in the core's
+    cache, instead of in a pass of its own that reads the whole gradient
+    back (the same arithmetic per entry, so the same bits)."""
     b, d = xb.shape
     n = dz.shape[1]
     _, idx, cc, starts, cols, zero = lists_of(ws)
@@ -308,67 +291,38 @@ def blocked_gradient(xb, dz, flat, shape, ws, bits, step=None):
             for j in range(n - c0):
                 rest[r * last + j] = dz[r, c0 + j]
     dzf = dz.reshape(-1)
-    xf = xb.reshape(-1)
-    whole = d // GROUP
+    ccf = cc.reshape(-1)
     total = rows // GROUP
-    words = bits[:, :(b + 63) // 64]
     g0 = 0
     while g0 < total:
-        if g0 < whole:
-            g1 = min(whole, g0 + GRADIENT_GROUPS)
-        else:  # (the last, partial group: listed, with its zero twins)
-            g1 = total
-            k = list_groups(xb, b, cols[:d], g0, idx, cc, starts, bits)
-        at = 0  # block blk's first entry in flat
-        for blk in range(blocks):
-            B, c = block_at(flat, shape, blk)
-            bw = B.shape[1]
-            Bf = B.reshape(-1)
-            if c + bw <= n:
-                src, off, stride = dzf, c, n
-            else:
-                src, off, stride = rest, 0, last
-            z0 = GROUP * g0 * bw
-            if g0 >= whole:
-                if blk < shape[0]:  # (the register count a constant: one kernel each)
-                    group_block(src, off, stride, idx, cc.reshape(-1), starts, k, Bf, z0, bw,
-                                zero, 0, False, 3)
+        k = list_groups(xb, b, cols[:d], g0, idx, cc, starts, bits)
+        h0 = 0
+        while h0 < k:
+            h1 = run_end(starts, k, idx.shape[0], h0)
+            r0 = GROUP * (g0 + h0)
+            at = 0  # block blk's first entry in flat
+            for blk in range(blocks):
+                B, c = block_at(flat, shape, blk)
+                bw = B.shape[1]
+                Bf = B.reshape(-1)
+                if c + bw <= n:
+                    src, off, stride = dzf, c, n
                 else:
-                    group_block(src, off, stride, idx, cc.reshape(-1), starts, k, Bf, z0, bw,
-                                zero, 0, False, 2)
-            elif blk < shape[0]:
-                mask_block(src, off, stride, xf, d, words, g0, g1, Bf, z0, bw, zero, 3)
-            else:
-                mask_block(src, off, stride, xf, d, words, g0, g1, Bf, z0, bw, zero, 2)
-            if step is not None:
-                opt, Wb, Sb, hyper, divisor = step
-                update(opt, Wb, flat, Sb, at + z0, at + GROUP * g1 * bw, hyper, divisor, True)
-            at += B.size
-        g0 = g1
-
-
-@jit
-def mask_block(src, off, stride, xf, d, words, g0, g1, Bf, zoff, zstride, zero, rows):
-    """One column block (of ``rows`` registers, a constant) of the weight
-    gradient's rows ``4 g0:4 g1`` (groups of four inputs ``g0:g1``, all four
-    inputs real): row block r at ``zoff + (r - 4 g0) * zstride`` of ``Bf``
-    is the sum, over the samples s set in the group's masks ``words[g]``
-    (:func:`row_work`; in order), of input r of sample s (``xf[s * d + r]``,
-    the flat batch) times the block's columns of dz's row s (from ``off + s
-    * stride`` in ``src``): the lists' sums (:func:`blocked_gradient`), with
-    no lists made. ``zero``: a zero bias for the store."""
-    one = np.uint64(1)
-    acc = acc_new(Bf[0], rows)
-    for g in range(g0, g1):
-        acc_zero(acc)
-        mine = words[g]
-        for w in range(mine.shape[0]):
-            word = mine[w]
-            while word:
-                s = 64 * w + ctz(word)
-                word &= word - one
-                acc_fma(acc, src, off + s * stride, xf, s * d + GROUP * g)
-        acc_store(acc, Bf, zoff + GROUP * (g - g0) * zstride, zstride, zero, 0, False)
+                    src, off, stride = rest, 0, last
+                if blk < shape[0]:  # (the register count a constant: one kernel each)
+                    group_block(src, off, stride, idx, ccf, starts[h0:], h1 - h0, Bf, r0 * bw,
+                                bw, zero, 0, False, 3)
+                else:
+                    group_block(src, off, stride, idx, ccf, starts[h0:], h1 - h0, Bf, r0 * bw,
+                                bw, zero, 0, False, 2)
+                if step is not None:
+                    opt, Wb, Sb, hyper, divisor = step
+                    lo = at + r0 * bw
+                    update(opt, Wb, flat, Sb, lo, lo + GROUP * (h1 - h0) * bw, hyper, divisor,
+                           True)
+                at += B.size
+            h0 = h1
+        g0 += k
 
 
 @jit(inline="always")
@@ -626,6 +580,7 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
     # path changes (``blocked``: where they are now), and at the end.
     n1 = sizes[1]
     shape = block_shape(d, n1, P.itemsize)
+    F = block_size(shape)
     if ws is not None:
         Pb, Gb, Sb, _ = blocks_in(ws)  # (Sb: two rows, of which S's are used)
         if S.shape[0] > Sb.shape[0]:
