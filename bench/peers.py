@@ -74,7 +74,10 @@ def same_cores():
     nine runs on 2026-11-30, fastmlp's median in the W5 float32 JAX row read
     6.0-6.4 us/sample while the PyTorch row of the same run read 4.1-5.6.
     On the same cores, both sides of an interleaved row see the same
-    phases."""
+    phases. (fastmlp's own thread counts follow the calling thread's
+    affinity, :func:`fastmlp.inference.cores`, so they too see ``THREADS``
+    cores here; thread pools made before, BLAS's, stay where they were,
+    which is why this holds for one thread only.)"""
     cpus = sorted(os.sched_getaffinity(0))
     if THREADS >= len(cpus):
         yield

@@ -57,6 +57,8 @@ def interleaved(benchmark, ours, our_units, theirs, idx, their_units, rounds):
             timed(lambda r=r: theirs(idx[1 + r]), their_units, 1)
 
     with peers.same_cores():
+        ours()  # (a warm-up of each on the cores they are timed on)
+        theirs(idx[0])
         benchmark.pedantic(body, rounds=1, iterations=1)
     paired = np.array(times[1]) / np.array(times[0])
     return (*(float(np.median(x)) for x in (*times, *cores)),

@@ -16,7 +16,7 @@ import inspect
 import numpy as np
 
 from .blas import one_blas_thread
-from .config import CALL_WORK
+from .config import CALL_WORK, UPDATE_SAMPLES
 from .engines import kernel_module
 from .kernels.codes import ADAM, H_T
 from .layers import BUILTIN, Linear, SoftMax
@@ -76,7 +76,8 @@ class FusedSteps:
         X, Y, order = self._data(np.ascontiguousarray(order, dtype=np.int64))
         steps = -(-len(order) // batch)
         losses, hit = np.empty(steps), np.empty(steps, dtype=np.int64)
-        work = self.flat.network.n_params * batch
+        extra = UPDATE_SAMPLES if self.plan.mode == "mini-batch" else 0
+        work = self.flat.network.n_params * (batch + extra)
         per_call = max(1, CALL_WORK // work)
         for s in range(0, steps, per_call):
             e = min(steps, s + per_call)
