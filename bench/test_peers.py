@@ -57,7 +57,7 @@ def interleaved(benchmark, ours, our_units, theirs, idx, their_units, rounds):
             timed(lambda r=r: theirs(idx[1 + r]), their_units, 1)
 
     with peers.same_cores():
-        ours()  # (a warm-up of each on the cores they are timed on)
+        ours()  # warm-ups, on the cores they are timed on: compile (JAX), allocate
         theirs(idx[0])
         benchmark.pedantic(body, rounds=1, iterations=1)
     paired = np.array(times[1]) / np.array(times[0])
@@ -79,8 +79,6 @@ def test_peer(benchmark, workload, dtype, peer, scale):
     rng = np.random.RandomState(0)
     idx = rng.randint(Xr.shape[0], size=(ROUNDS + 1, steps, 1)).astype(np.int32)
     theirs = peers.RUNNERS[peer](w, Xr, Yr, dtype)
-    ours(max(1, our_steps // 10))
-    theirs(idx[0])  # warm-up: compiles (JAX), allocates
     rounds = 1 if scale < 1 else ROUNDS
     benchmark.group = f"peers {workload} {w.name} per-sample {dtype}"
     fm, pm, fc, pc, paired = interleaved(benchmark, ours, our_steps, theirs, idx, steps, rounds)
@@ -110,8 +108,6 @@ def test_peer_minibatch(benchmark, workload, mode, dtype, peer, scale):
     rng = np.random.RandomState(0)
     idx = rng.randint(samples, size=(BATCH_ROUNDS + 1, steps, case.batch)).astype(np.int32)
     theirs = peers.RUNNERS[peer](w, Xr, Yr, dtype, batch=case.batch)
-    ours()
-    theirs(idx[0])
     rounds = 1 if scale < 1 else BATCH_ROUNDS
     benchmark.group = f"peers {workload} {w.name} {mode} {dtype}"
     fm, pm, fc, pc, paired = interleaved(benchmark, ours, samples, theirs, idx,

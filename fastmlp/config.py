@@ -24,8 +24,8 @@ SGD_BATCH_MAX = 1 << 22
 #: few GFLOP/s; a mini-batch step 3 a parameter and sample, at GEMM speed,
 #: plus its optimizer's pass over every parameter, counted as
 #: ``UPDATE_SAMPLES`` samples; so both run at 0.05-0.3 s a call here): runs
-#: are split into calls of about this much work, so Ctrl-C, which Python handles
-#: between calls, stops training within a fraction of a second, while each
+#: are split into calls of about this much work, so Ctrl-C, which Python
+#: handles between calls, stops training within a fraction of a second, while each
 #: call's fixed cost (its buffers, and the sparse first layer's copy of W and
 #: its optimizer state into column blocks and back: 1.5 ms for 784 x 512, a
 #: third of a step of 784-512-512-10 in batches of 128) is spread over many

@@ -117,10 +117,10 @@ def blocks_in(ws):
 # runs on each block's rows as soon as they are made, while they are in
 # cache (784-100-10 on MNIST, against a pass of its own after the gradient,
 # in one process: 4% less time a step in float32 at batch 32, with or
-# without momentum, 2% in float64; the same at batch 200). A batch
-# dense enough for BLAS moves them back to P and S (:func:`state_rows`;
-# copies only where the path changes). Same sums in the
-# same order, so the same bits as the row-major path. Measured (MNIST, one
+# without momentum, 2% in float64; the same at batch 200). A batch dense
+# enough for BLAS moves them back to P and S (:func:`state_rows`; copies
+# only where the path changes). Same sums in the same order, so the same
+# bits as the row-major path. Measured (MNIST, one
 # core, forward of a batch alone): float32 batch 32, 100 outputs 1.57 ->
 # 1.14 us a sample, float64 3.97 -> 3.00; float32 batch 128, 512 outputs
 # 6.21 -> 5.15.
@@ -664,9 +664,7 @@ def train_batches(P, G, S, sizes, acts, loss, X, Y, sw, csr, order, batch, opt, 
             if ell > 0:
                 prev = D[batch * aoff[ell - 1]:batch * aoff[ell - 1] + b * m].reshape((b, m))
                 input_gradient(acts[ell - 1], W, dz, a_in, dA[:b * m].reshape((b, m)), prev)
-            if ell == 0 and blocked:
-                pass  # (updated by blocked_gradient)
-            else:
+            if not (ell == 0 and blocked):  # (blocked_gradient updated that one)
                 update(opt, P, G, S, woff[ell], woff[ell] + m * n, hyper, divisor, True)
             update(opt, P, G, S, boff[ell], boff[ell] + n, hyper, divisor, False)
     if ws is not None:
