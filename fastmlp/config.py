@@ -71,6 +71,20 @@ BLOCK_MIN_WEIGHTS = 16_384
 #: inputs (MNIST) the blocked kernel on the nonzeros gains only 1.05-1.1x,
 #: within noise, so the rules keep one-pass.
 DENSE_BLOCK = 64
+#: Dense inputs into a first layer of at most this many bytes run the one-pass
+#: kernel with its weights in column blocks (fastmlp.kernels.columns), which
+#: streams the matrix once a step and is fastest while the matrix stays in L2
+#: (512 KB on this machine); larger ones the blocked kernel. Measured (m-n-10
+#: sigmoid networks on uniform random pixels, one BLAS thread, one process;
+#: time of the blocked kernel at k = 64 over the one-pass kernel's):
+#: float32 128x128 1.14, 256x64 1.23, 784x100 (306 KB) 1.09, 1000x100 (391 KB)
+#: 0.97, 784x256 0.91, 784x512 0.84, 3072x100 0.96; float64 128x128 1.11,
+#: 256x64 1.19, 784x100 (612 KB) 0.98, 1000x100 0.98, 784x256 0.86.
+COLUMNS_MAX_BYTES = 320 * 1024
+#: First layers of fewer weights have no deferred pass to put in columns
+#: (the kernels' fastmlp.kernels.specialise.DEFER_MIN_WEIGHTS; a test checks
+#: the two agree).
+COLUMNS_MIN_WEIGHTS = 1024
 #: Largest block size accepted (the k x k Gram buffer grows with its square).
 BLOCK_MAX = 4096
 

@@ -98,7 +98,8 @@ class FusedSteps:
                 self.kernel.sgd_blocked(*head, *body, optimizer.learning_rate, losses, hit,
                                         plan.block, plan.sparse)
         else:
-            self.kernel.sgd_per_sample(*head, *body, optimizer.learning_rate, losses, hit)
+            self.kernel.sgd_per_sample(*head, *body, optimizer.learning_rate, losses, hit,
+                                       plan.columns)
 
 
 def call_sgd_step(module, lrate):

@@ -24,7 +24,8 @@ import numpy as np
 
 from ._jit import REASSOC, jit
 from .activations import activate
-from .specialise import kernel_for
+from .columns import dense_pass, from_columns, to_columns, widths_for
+from .specialise import DEFER_MIN_WEIGHTS, kernel_for
 from .step import step_state, upper_step, write_gradients
 
 
@@ -106,7 +107,7 @@ def first_layer_update(P, wo, bo, m, n, xp, dzp, lr):
 SPECIALISE = True
 
 
-def sgd_per_sample(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits):
+def sgd_per_sample(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, dense=False):
     """Run one SGD step per entry of ``idx`` on the network in ``P``, in place.
 
     On the kernel specialised for this network's shape (generated and compiled
@@ -114,15 +115,19 @@ def sgd_per_sample(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits):
     or, where none can be made, on :func:`sgd_per_sample_generic`. Same
     arithmetic either way. Arguments as :func:`sgd_per_sample_generic`.
     """
-    kernel = kernel_for(sizes, acts, loss) if SPECIALISE else None
+    # (a first layer too small to defer has no pass to put in columns)
+    dense = dense and sizes[0] * sizes[1] >= DEFER_MIN_WEIGHTS
+    kind = "one-pass-dense" if dense else "one-pass"
+    kernel = kernel_for(sizes, acts, loss, kind) if SPECIALISE else None
     if kernel is None:
-        sgd_per_sample_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits)
+        sgd_per_sample_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, dense)
     else:
         kernel(P, G, X, Y, idx, lrate, losses, hits)
 
 
 @jit
-def sgd_per_sample_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits):
+def sgd_per_sample_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits,
+                           dense=False):
     """Run one SGD step per entry of ``idx`` on the network in ``P``, in place,
     for any network shape (read from ``sizes`` and ``acts`` at run time).
 
@@ -147,6 +152,9 @@ def sgd_per_sample_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hi
         Receives the loss of each step.
     hits : int64 array like idx
         Receives 1 where the step's largest output is where Y's is, else 0.
+    dense : bool
+        Run the first layer on column blocks over every input
+        (:mod:`fastmlp.kernels.columns`), not on the rows of nonzero inputs.
     """
     steps = idx.shape[0]
     if steps == 0:
@@ -154,14 +162,35 @@ def sgd_per_sample_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hi
     lr, eps, woff, boff, aoff, A, D, da = step_state(P, sizes, lrate)
     rows = np.empty(sizes[0], dtype=np.int64)
     m0, n0 = sizes[0], sizes[1]
+    b = P[boff[0]:boff[0] + n0]
+    widths = widths_for(n0, P)
+    Wc = to_columns(P, woff[0], m0, n0, widths) if dense else P[0:0]
+    dz, zc = np.zeros(widths.sum(), dtype=P.dtype), np.zeros(widths.sum(), dtype=P.dtype)
+    Xf = X.reshape(m0 * X.shape[0])
     for t in range(steps):
         s = idx[t]
         prev = idx[t - 1] if t > 0 else s
-        first_layer_forward(P, woff[0], boff[0], m0, n0, X[s], X[prev], D[0:n0], lr, t > 0,
-                            A[0:n0], rows)
+        if dense:
+            for j in range(n0):
+                b[j] -= lr * D[j]
+                dz[j] = D[j]
+            dense_pass(Wc, widths, Xf, s * m0, Xf, prev * m0, dz, lr, zc, m0)
+            for j in range(n0):
+                A[j] = zc[j] + b[j]
+        else:
+            first_layer_forward(P, woff[0], boff[0], m0, n0, X[s], X[prev], D[0:n0], lr, t > 0,
+                                A[0:n0], rows)
         activate(acts[0], A[0:n0])
         losses[t], hits[t] = upper_step(P, sizes, acts, loss, woff, boff, aoff, A, D, da, Y[s],
                                         lr, eps)
     last = idx[steps - 1]
     write_gradients(G, sizes, woff, boff, X[last], A, D, aoff)
-    first_layer_update(P, woff[0], boff[0], m0, n0, X[last], D[0:n0], lr)
+    if dense:
+        # (the last step's update by the same pass, with zero inputs)
+        for j in range(n0):
+            b[j] -= lr * D[j]
+            dz[j] = D[j]
+        dense_pass(Wc, widths, np.zeros(m0, dtype=P.dtype), 0, Xf, last * m0, dz, lr, zc, m0)
+        from_columns(Wc, widths, P, woff[0], m0, n0)
+    else:
+        first_layer_update(P, woff[0], boff[0], m0, n0, X[last], D[0:n0], lr)

@@ -300,6 +300,39 @@ def _first_deferred(c, m, n, wo, bo):
     c(f"    A[j] += P[{bo} + j]")
 
 
+def _first_columns(c, m, n, bo):
+    """The first layer's deferred pass on dense inputs: over its column blocks
+    (:mod:`fastmlp.kernels.columns`, ``Wc``, made before the first step), every
+    row, the previous step's gradient padded into ``dz``, the sums into ``zc``."""
+    c("p = idx[t - 1] if t > 0 else s")
+    c(f"for j in range({n}):")
+    c(f"    P[{bo} + j] -= lr * D[j]")
+    c("    dz[j] = D[j]")
+    c(f"dense_pass(Wc, widths, Xf, s * {m}, Xf, p * {m}, dz, lr, zc, {m})")
+    c(f"for j in range({n}):")
+    c(f"    A[j] = zc[j] + P[{bo} + j]")
+
+
+def _columns_begin(c, m, n, wo):
+    """Before the first step: the first layer's weights into column blocks."""
+    c(f"widths = widths_for({n}, P)")
+    c(f"Wc = to_columns(P, {wo}, {m}, {n}, widths)")
+    c("dz = np.zeros(widths.sum(), dtype=P.dtype)")
+    c("zc = np.zeros(widths.sum(), dtype=P.dtype)")
+    c(f"Xf = X.reshape({m} * X.shape[0])")
+
+
+def _columns_end(c, m, n, wo, bo):
+    """After the last step: its deferred update, by the same pass (with zero
+    inputs, so the same arithmetic as in a step), and the blocks back into P."""
+    c("s = idx[steps - 1]")
+    c(f"for j in range({n}):")
+    c(f"    P[{bo} + j] -= lr * D[j]")
+    c("    dz[j] = D[j]")
+    c(f"dense_pass(Wc, widths, np.zeros({m}, dtype=P.dtype), 0, Xf, s * {m}, dz, lr, zc, {m})")
+    c(f"from_columns(Wc, widths, P, {wo}, {m}, {n})")
+
+
 def _first_pending_update(c, m, n, wo, bo):
     """After the last step: apply its deferred first-layer update, with the
     arithmetic of the deferred pass, operation for operation (so a run split
@@ -439,18 +472,25 @@ def _header(c, sizes, acts, loss, kind):
     c("from fastmlp.kernels._jit import REASSOC, jit")
 
 
-def source(sizes, acts, loss, name="kernel"):
+def source(sizes, acts, loss, name="kernel", dense=False):
     """Python source of the per-sample kernel ``name`` for one network shape.
 
     The kernel's signature is ``name(P, G, X, Y, idx, lrate, losses, hits)``:
     :func:`~fastmlp.kernels.per_sample.sgd_per_sample`'s without the shape.
+    With ``dense``, a deferred first layer runs on column blocks
+    (:mod:`fastmlp.kernels.columns`) over every input, instead of listing
+    the nonzero ones.
     """
     sizes, acts = [int(s) for s in sizes], [int(a) for a in acts]
     wo, bo, ao, n_act = _layout(sizes)
     m0, n0 = sizes[0], sizes[1]
     deferred = m0 * n0 >= DEFER_MIN_WEIGHTS
+    columns = dense and deferred
     c = _Code()
-    _header(c, sizes, acts, loss, "one-pass")
+    _header(c, sizes, acts, loss, "one-pass (first layer in column blocks)" if columns
+            else "one-pass")
+    if columns:
+        c("from fastmlp.kernels.columns import dense_pass, from_columns, to_columns, widths_for")
     c("")
     c("")
     c("@jit(fastmath=REASSOC)")
@@ -459,18 +499,24 @@ def source(sizes, acts, loss, name="kernel"):
         _prologue(c, n_act)
         # uint32 row numbers: known nonnegative, so the compiler drops the
         # negative-index wraparound of P[r + j] and vectorises the row loops.
-        c(f"rows = np.empty({m0 if deferred else 1}, dtype=np.uint32)")
+        c(f"rows = np.empty({m0 if deferred and not columns else 1}, dtype=np.uint32)")
+        if columns:
+            _columns_begin(c, m0, n0, wo[0])
         c("for t in range(steps):")
         with c.block():
             c("s = idx[t]")
-            if deferred:
+            if columns:
+                _first_columns(c, m0, n0, bo[0])
+            elif deferred:
                 _first_deferred(c, m0, n0, wo[0], bo[0])
             else:
                 _first_dense(c, m0, n0, wo[0], bo[0])
             _upper(c, sizes, acts, loss, wo, bo, ao)
             if not deferred:
                 _first_dense_update(c, m0, n0, wo[0], bo[0])
-        if deferred:
+        if columns:
+            _columns_end(c, m0, n0, wo[0], bo[0])
+        elif deferred:
             _first_pending_update(c, m0, n0, wo[0], bo[0])
         _gradients(c, sizes, wo, bo, ao)
     return "\n".join(c.lines) + "\n"
@@ -543,7 +589,7 @@ def _version():
     if _VERSION is None:
         h = hashlib.sha256()
         here = Path(__file__).resolve().parent
-        for f in ("specialise.py", "_jit.py", "codes.py"):
+        for f in ("specialise.py", "_jit.py", "codes.py", "columns.py"):
             h.update((here / f).read_bytes())
         h.update(numba.__version__.encode())
         h.update(sys.version.encode())
@@ -619,13 +665,13 @@ def _load(path, modname, name):
 
 
 #: The kinds of generated kernel, with their source and the kernel's name.
-KINDS = ("one-pass", "blocked-dense", "blocked-sparse")
+KINDS = ("one-pass", "one-pass-dense", "blocked-dense", "blocked-sparse")
 
 
 def _kind_source(key):
     sizes, acts, loss, kind = key
-    if kind == "one-pass":
-        return source(sizes, acts, loss, name="sgd_step_kernel")
+    if kind.startswith("one-pass"):
+        return source(sizes, acts, loss, name="sgd_step_kernel", dense=kind == "one-pass-dense")
     return blocked_source(sizes, acts, loss, kind == "blocked-sparse", name="sgd_step_kernel")
 
 

@@ -64,16 +64,21 @@ def test_route_before_training(build, expected):
     [
         # small first layer: one-pass, whatever the density
         (20, 10, 0.0, "auto", "F", 10_000, "fused per-sample, one-pass; samples read in place"),
-        # wide first layer, dense inputs: the rules block with GEMMs on one BLAS thread
+        # wide first layer, dense inputs, the weights fit in L2: one-pass in columns
         (200, 100, 0.0, "auto", "F", 10_000,
+         "fused per-sample, one-pass, dense first layer; samples read in place"),
+        # ... and beyond COLUMNS_MAX_BYTES: blocked with GEMMs on one BLAS thread
+        (800, 100, 0.0, "auto", "F", 10_000,
          "fused per-sample, blocked k=64 with GEMMs; samples read in place; BLAS on 1 thread"),
         # wide, sparse (MNIST-like): one-pass
         (200, 100, 0.8, "auto", "F", 10_000, "fused per-sample, one-pass; samples read in place"),
         # an explicit block on sparse inputs: on the nonzeros
         (200, 100, 0.8, 16, "F", 10_000,
          "fused per-sample, blocked k=16 on nonzeros; samples read in place"),
-        (200, 100, 0.0, "off", "C", 10_000, "fused per-sample, one-pass; X transposed once"),
-        (200, 100, 0.0, "off", "C", 10, "fused per-sample, one-pass; drawn samples gathered"),
+        (200, 100, 0.0, "off", "C", 10_000,
+         "fused per-sample, one-pass, dense first layer; X transposed once"),
+        (200, 100, 0.0, "off", "C", 10,
+         "fused per-sample, one-pass, dense first layer; drawn samples gathered"),
     ],
 )
 def test_per_sample_plans(d, width, zeros, block, order, samples, expected):
@@ -104,8 +109,8 @@ def test_momentum_or_decay_leaves_the_per_sample_kernels():
 
 
 def test_training_records_the_plan_and_block_size():
-    X, Y = data(200, 400, 0.0)
-    nn = net(200, 100)
+    X, Y = data(800, 400, 0.0)  # (dense, and a first layer past COLUMNS_MAX_BYTES)
+    nn = net(800, 100)
     nn.sgd(X, Y, iters=100, verbose=False)
     assert nn.path.startswith("fused per-sample, blocked k=64 with GEMMs") and nn.block_size == 64
     nn.fit(X, Y, epochs=1, batch_size=16, verbose=0)

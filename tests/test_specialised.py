@@ -63,18 +63,20 @@ def args(name):
     return (np.array(sizes, dtype=np.int64), np.array(acts, dtype=np.int64), Loss.code)
 
 
-def run_kernel(kernel, name, P, X, Y, idx, lrate):
+def run_kernel(kernel, name, P, X, Y, idx, lrate, dense=False):
+    """Run the generic or the specialised kernel; ``dense``: the first layer in
+    column blocks (fastmlp.kernels.columns)."""
     losses, hits = np.empty(len(idx)), np.empty(len(idx), dtype=np.int64)
     G = np.zeros_like(P)
     Xr, Yr = np.ascontiguousarray(X.T), np.ascontiguousarray(Y.T)
     if kernel == "generic":
         from fastmlp.kernels.per_sample import sgd_per_sample_generic
 
-        sgd_per_sample_generic(P, G, *args(name), Xr, Yr, idx, lrate, losses, hits)
+        sgd_per_sample_generic(P, G, *args(name), Xr, Yr, idx, lrate, losses, hits, dense)
     else:
         from fastmlp.kernels.specialise import kernel_for
 
-        fn = kernel_for(*args(name))
+        fn = kernel_for(*args(name), "one-pass-dense" if dense else "one-pass")
         assert fn is not None
         fn(P, G, Xr, Yr, idx, lrate, losses, hits)
     return G, losses, hits
@@ -84,25 +86,32 @@ def flat_of(network):
     return np.concatenate([np.concatenate([W.ravel(), np.ravel(b)]) for W, b, _ in network])
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_specialised_kernel_matches_the_oracle_after_2000_steps(name):
-    network, X, Y, P = make(name)
+#: The shapes whose first layer is deferred, so "one-pass-dense" puts it in
+#: column blocks: widths of one block of 5 vectors (float64) or 3 (float32),
+#: and of 2 blocks of 4 (float64) or one of 4 (float32).
+DEFERRED = ["nb003-deferred", "mse-relu-wide"]
+CASES = [(name, False) for name in NAMES] + [(name, True) for name in DEFERRED]
+
+
+@pytest.mark.parametrize("name, dense", CASES)
+def test_specialised_kernel_matches_the_oracle_after_2000_steps(name, dense):
+    network, X, Y, P = make(name, zeros=0.0 if dense else 0.5)
     idx = np.random.RandomState(1).randint(X.shape[1], size=2000).astype(np.int64)
     lrate = 0.02
     trained, losses_ref = naive.sgd_per_sample(network, X, Y, idx, lrate, shape(name)[2])
-    _, losses, _ = run_kernel("special", name, P, X, Y, idx, lrate)
+    _, losses, _ = run_kernel("special", name, P, X, Y, idx, lrate, dense)
     np.testing.assert_allclose(P, flat_of(trained), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(losses, losses_ref, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("name", NAMES)
-def test_specialised_kernel_matches_the_generic_kernel(name, dtype):
+@pytest.mark.parametrize("name, dense", CASES)
+def test_specialised_kernel_matches_the_generic_kernel(name, dense, dtype):
     _, X, Y, P = make(name, dtype=dtype, seed=3)
     idx = np.random.RandomState(2).randint(X.shape[1], size=500).astype(np.int64)
     P1, P2 = P.copy(), P.copy()
-    G1, l1, h1 = run_kernel("special", name, P1, X, Y, idx, 0.05)
-    G2, l2, h2 = run_kernel("generic", name, P2, X, Y, idx, 0.05)
+    G1, l1, h1 = run_kernel("special", name, P1, X, Y, idx, 0.05, dense)
+    G2, l2, h2 = run_kernel("generic", name, P2, X, Y, idx, 0.05, dense)
     assert P1.dtype == dtype and G1.dtype == dtype
     rtol = 1e-9 if dtype == np.float64 else 2e-4
     np.testing.assert_allclose(P1, P2, rtol=rtol, atol=rtol * 1e-2)
@@ -111,15 +120,26 @@ def test_specialised_kernel_matches_the_generic_kernel(name, dtype):
     np.testing.assert_array_equal(h1, h2)
 
 
-@pytest.mark.parametrize("name", ["nb003-deferred", "notebook002"])
-def test_split_calls_end_on_the_same_weights_to_the_bit(name):
-    _, X, Y, P = make(name, seed=4)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kernel", ["special", "generic"])
+@pytest.mark.parametrize("name, dense", [("nb003-deferred", False), ("notebook002", False),
+                                         *((name, True) for name in DEFERRED)])
+def test_split_calls_end_on_the_same_weights_to_the_bit(name, dense, kernel, dtype):
+    _, X, Y, P = make(name, seed=4, dtype=dtype, zeros=0.0 if dense else 0.5)
     idx = np.random.RandomState(5).randint(X.shape[1], size=900).astype(np.int64)
     whole, parts = P.copy(), P.copy()
-    run_kernel("special", name, whole, X, Y, idx, 0.1)
+    run_kernel(kernel, name, whole, X, Y, idx, 0.1, dense)
     for chunk in np.array_split(idx, 7):
-        run_kernel("special", name, parts, X, Y, chunk, 0.1)
+        run_kernel(kernel, name, parts, X, Y, chunk, 0.1, dense)
     np.testing.assert_array_equal(whole, parts)
+
+
+def test_the_plan_puts_in_columns_exactly_the_layers_the_kernels_defer():
+    from fastmlp.kernels.specialise import DEFER_MIN_WEIGHTS
+
+    from fastmlp.config import COLUMNS_MIN_WEIGHTS
+
+    assert COLUMNS_MIN_WEIGHTS == DEFER_MIN_WEIGHTS
 
 
 def test_no_steps_changes_nothing():

@@ -1,0 +1,64 @@
+"""The first layer's pass over column blocks (kernels/columns.py) against NumPy:
+the layout round trip, the block widths, and one step's update and product."""
+
+import numpy as np
+import pytest
+
+from fastmlp.engines import numba_available
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="numba not importable")
+
+
+@pytest.mark.parametrize("itemsize, n, expected", [
+    (4, 1, [8]), (4, 33, [40]), (4, 100, [32, 32, 40]), (4, 65, [32, 40]),
+    (4, 96, [32, 32, 32]), (4, 97, [32, 32, 40]), (4, 112, [32, 32, 32, 16]),
+    (8, 3, [4]), (8, 20, [20]), (8, 36, [16, 20]), (8, 100, [16] * 5 + [20]),
+    (8, 200, [16] * 12 + [8]),
+])
+def test_block_widths(itemsize, n, expected):
+    from fastmlp.kernels.columns import block_widths
+
+    widths = block_widths(n, itemsize)
+    assert widths.tolist() == expected
+    assert widths.sum() >= n and widths.sum() - n < 32 // itemsize
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m, n", [(1, 1), (5, 3), (17, 33), (64, 200), (9, 37), (784, 100)])
+def test_one_pass_updates_then_multiplies(m, n, dtype):
+    from fastmlp.kernels.columns import dense_pass, from_columns, to_columns, widths_for
+
+    rng = np.random.RandomState(m * n)
+    wo = 7  # (the matrix sits at an offset in the flat buffer)
+    P = rng.randn(wo + m * n + 5).astype(dtype)
+    widths = widths_for(n, P)
+    Wc = to_columns(P, wo, m, n, widths)
+    assert Wc.size == m * widths.sum()
+    X = rng.rand(3, m).astype(dtype)
+    d = np.zeros(widths.sum(), dtype=dtype)
+    d[:n] = rng.randn(n)
+    out = np.full(widths.sum(), np.nan, dtype=dtype)
+    lr = dtype(0.01)
+    dense_pass(Wc, widths, X.ravel(), 2 * m, X.ravel(), m, d, lr, out, m)
+    after = P.copy()
+    from_columns(Wc, widths, after, wo, m, n)
+
+    W = P[wo:wo + m * n].reshape(m, n).astype(np.float64)
+    W_new = W - (np.float64(lr) * X[1].astype(np.float64))[:, None] * d[None, :n]
+    rtol = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(after[wo:wo + m * n].reshape(m, n), W_new, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(out[:n], X[2] @ W_new, rtol=rtol * 10, atol=rtol * 10)
+    np.testing.assert_array_equal(out[n:], 0)  # (the padding columns stay zero)
+    np.testing.assert_array_equal(after[:wo], P[:wo])
+    np.testing.assert_array_equal(after[wo + m * n:], P[wo + m * n:])
+
+
+def test_a_round_trip_through_columns_keeps_every_bit():
+    from fastmlp.kernels.columns import from_columns, to_columns, widths_for
+
+    P = np.random.RandomState(0).randn(3 + 50 * 37)
+    widths = widths_for(37, P)
+    back = np.zeros_like(P)
+    back[:3] = P[:3]
+    from_columns(to_columns(P, 3, 50, 37, widths), widths, back, 3, 50, 37)
+    np.testing.assert_array_equal(back, P)
