@@ -15,91 +15,40 @@ read each row twice: for the forward product, then for the backward product
 fused with the update (their inputs depend on the step's own updates, so no
 deferral can merge those passes).
 
-Rows of zero input are skipped, as in every fused kernel.
+The first weight matrix is held in column blocks for the call, and the
+pass runs on the rows of nonzero input (every row on dense inputs):
+:mod:`fastmlp.kernels.columns`. Rows of zero input are skipped, as in every
+fused kernel.
 
 No step allocates: all workspace is made once per call.
 """
 
 import numpy as np
 
-from ._jit import REASSOC, jit
+from ._jit import jit
 from .activations import activate
-from .columns import dense_pass, from_columns, to_columns, widths_for
+from .columns import first_pass, from_columns, to_columns, widths_for
 from .specialise import DEFER_MIN_WEIGHTS, kernel_for
 from .step import step_state, upper_step, write_gradients
 
 
-@jit(fastmath=REASSOC)
-def first_layer_forward(P, wo, bo, m, n, x, xp, dzp, lr, pending, z, rows):
-    """Apply the deferred update ``W -= lr * xp dzp^T`` (if ``pending``) and
-    compute ``z = W.T @ x + W0`` in the same pass over W.
-
-    Only rows with a nonzero ``x`` or ``xp`` are touched; they are listed in
-    ``rows`` (workspace of length m) and processed four at a time, so the
-    running sums in ``z`` are loaded and stored once per four rows.
-    """
-    W, b = P[wo:wo + m * n].reshape((m, n)), P[bo:bo + n]
-    zero = z.dtype.type(0)
-    if pending:
-        for j in range(n):
-            b[j] -= lr * dzp[j]
+@jit
+def first_layer_pass(Wc, widths, m, rows, x, xoff, xp, xpoff, dz, lr, zc, cw, dense):
+    """The first layer's pass of a step on its column blocks
+    (:func:`fastmlp.kernels.columns.first_pass`): the update with input
+    ``xp[xpoff:xpoff + m]`` and the product with ``x[xoff:xoff + m]``, over
+    the rows where either is nonzero (every row if ``dense``). ``rows`` is
+    workspace of length m."""
+    if dense:
+        first_pass(Wc, widths, m, None, m, x, xoff, xp, xpoff, dz, lr, zc, cw)
+        return
+    zero = Wc.dtype.type(0)
     k = 0
     for i in range(m):
-        if x[i] != 0 or (pending and xp[i] != 0):
+        if x[xoff + i] != zero or xp[xpoff + i] != zero:
             rows[k] = i
             k += 1
-    z[:] = 0
-    q = 0
-    while q + 4 <= k:
-        i0, i1, i2, i3 = rows[q], rows[q + 1], rows[q + 2], rows[q + 3]
-        w0, w1, w2, w3 = W[i0], W[i1], W[i2], W[i3]
-        x0, x1, x2, x3 = x[i0], x[i1], x[i2], x[i3]
-        if pending:
-            c0, c1, c2, c3 = lr * xp[i0], lr * xp[i1], lr * xp[i2], lr * xp[i3]
-            for j in range(n):
-                d = dzp[j]
-                v0 = w0[j] - c0 * d
-                v1 = w1[j] - c1 * d
-                v2 = w2[j] - c2 * d
-                v3 = w3[j] - c3 * d
-                w0[j] = v0
-                w1[j] = v1
-                w2[j] = v2
-                w3[j] = v3
-                z[j] += x0 * v0 + x1 * v1 + x2 * v2 + x3 * v3
-        else:
-            for j in range(n):
-                z[j] += x0 * w0[j] + x1 * w1[j] + x2 * w2[j] + x3 * w3[j]
-        q += 4
-    while q < k:
-        i0 = rows[q]
-        w0, x0 = W[i0], x[i0]
-        c0 = lr * xp[i0] if pending else zero
-        for j in range(n):
-            v0 = w0[j] - c0 * dzp[j]
-            w0[j] = v0
-            z[j] += x0 * v0
-        q += 1
-    for j in range(n):
-        z[j] += b[j]
-
-
-@jit(fastmath=REASSOC)
-def first_layer_update(P, wo, bo, m, n, xp, dzp, lr):
-    """Apply the deferred update of the first layer: ``W -= lr * xp dzp^T``.
-
-    With the arithmetic of :func:`first_layer_forward`'s update, operation for
-    operation, so a run split into several calls (as reporting splits it)
-    ends on the same weights, to the bit, as one call.
-    """
-    W, b = P[wo:wo + m * n].reshape((m, n)), P[bo:bo + n]
-    for j in range(n):
-        b[j] -= lr * dzp[j]
-    for i in range(m):
-        if xp[i] != 0:
-            w0, c0 = W[i], lr * xp[i]
-            for j in range(n):
-                w0[j] = w0[j] - c0 * dzp[j]
+    first_pass(Wc, widths, m, rows, k, x, xoff, xp, xpoff, dz, lr, zc, cw)
 
 
 #: Run the kernels specialised per network shape (:mod:`fastmlp.kernels.specialise`);
@@ -160,37 +109,32 @@ def sgd_per_sample_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hi
     if steps == 0:
         return
     lr, eps, woff, boff, aoff, A, D, da = step_state(P, sizes, lrate)
-    rows = np.empty(sizes[0], dtype=np.int64)
     m0, n0 = sizes[0], sizes[1]
+    rows = np.empty(m0, dtype=np.uint32)
     b = P[boff[0]:boff[0] + n0]
     widths = widths_for(n0, P)
-    Wc = to_columns(P, woff[0], m0, n0, widths) if dense else P[0:0]
+    Wc = to_columns(P, woff[0], m0, n0, widths)
     dz, zc = np.zeros(widths.sum(), dtype=P.dtype), np.zeros(widths.sum(), dtype=P.dtype)
+    cw = np.empty(m0, dtype=P.dtype)
     Xf = X.reshape(m0 * X.shape[0])
     for t in range(steps):
         s = idx[t]
         prev = idx[t - 1] if t > 0 else s
-        if dense:
-            for j in range(n0):
-                b[j] -= lr * D[j]
-                dz[j] = D[j]
-            dense_pass(Wc, widths, Xf, s * m0, Xf, prev * m0, dz, lr, zc, m0)
-            for j in range(n0):
-                A[j] = zc[j] + b[j]
-        else:
-            first_layer_forward(P, woff[0], boff[0], m0, n0, X[s], X[prev], D[0:n0], lr, t > 0,
-                                A[0:n0], rows)
+        for j in range(n0):
+            b[j] -= lr * D[j]
+            dz[j] = D[j]
+        first_layer_pass(Wc, widths, m0, rows, Xf, s * m0, Xf, prev * m0, dz, lr, zc, cw, dense)
+        for j in range(n0):
+            A[j] = zc[j] + b[j]
         activate(acts[0], A[0:n0])
         losses[t], hits[t] = upper_step(P, sizes, acts, loss, woff, boff, aoff, A, D, da, Y[s],
                                         lr, eps)
     last = idx[steps - 1]
     write_gradients(G, sizes, woff, boff, X[last], A, D, aoff)
-    if dense:
-        # (the last step's update by the same pass, with zero inputs)
-        for j in range(n0):
-            b[j] -= lr * D[j]
-            dz[j] = D[j]
-        dense_pass(Wc, widths, np.zeros(m0, dtype=P.dtype), 0, Xf, last * m0, dz, lr, zc, m0)
-        from_columns(Wc, widths, P, woff[0], m0, n0)
-    else:
-        first_layer_update(P, woff[0], boff[0], m0, n0, X[last], D[0:n0], lr)
+    # (the last step's update by the same pass, with zero inputs)
+    for j in range(n0):
+        b[j] -= lr * D[j]
+        dz[j] = D[j]
+    x0 = np.zeros(m0, dtype=P.dtype)
+    first_layer_pass(Wc, widths, m0, rows, x0, 0, Xf, last * m0, dz, lr, zc, cw, dense)
+    from_columns(Wc, widths, P, woff[0], m0, n0)

@@ -59,13 +59,11 @@ __all__ = ["DEFER_MIN_WEIGHTS", "KINDS", "REGISTER_WIDTH", "blocked_source", "ke
 #: locals (registers) instead of a buffer.
 REGISTER_WIDTH = 16
 #: First layers with at least this many weights defer their update into the
-#: next step's forward pass (one pass over W per step instead of two) and
-#: skip zero inputs through a list of nonzero rows; smaller ones do the
-#: plain forward product and update, with no list.
+#: next step's forward pass (one pass over W per step instead of two), on
+#: column blocks (fastmlp.kernels.columns), skipping zero inputs through a
+#: list of nonzero rows (unless dense); smaller ones do the plain forward
+#: product and update, with no list.
 DEFER_MIN_WEIGHTS = 1024
-#: Rows of the first layer processed together in the deferred pass (the
-#: running sums are loaded and stored once per group).
-ROW_GROUP = 4
 
 _VERSION = None
 _KERNELS = {}
@@ -251,64 +249,31 @@ def _head(c, n, off, code, loss):
     c("hits[t] = best == ybest")
 
 
-def _first_deferred(c, m, n, wo, bo):
-    """The first layer's forward product, with the previous step's update
-    ``W -= lr * x_prev dz_prev^T`` applied in the same pass (only the rows of
-    nonzero inputs, ROW_GROUP at a time). dz_prev is in D[0:n]: zeros before
-    the first step, where the update is exactly nothing (w - c * 0 == w)."""
-    g = ROW_GROUP
-    c("p = idx[t - 1] if t > 0 else s")
-    c(f"for j in range({n}):")
-    c(f"    P[{bo} + j] -= lr * D[j]")
+def _list_rows(c, m, cond):
+    """rows[:k] = the inputs i < m where ``cond`` (of ``i``) holds."""
     c("k = 0")
     c(f"for i in range({m}):")
-    c("    if X[s, i] != zero or X[p, i] != zero:")
+    c(f"    if {cond}:")
     c("        rows[k] = i")
     c("        k += 1")
-    c(f"for j in range({n}):")
-    c("    A[j] = zero")
-    c("q = 0")
-    c(f"while q + {g} <= k:")
-    with c.block():
-        for u in range(g):
-            c(f"i{u} = np.int64(rows[q + {u}])")
-            c(f"r{u} = {wo} + i{u} * {n}")
-            c(f"x{u} = X[s, i{u}]")
-            c(f"c{u} = lr * X[p, i{u}]")
-        c(f"for j in range({n}):")
-        with c.block():
-            c("dj = D[j]")
-            for u in range(g):
-                c(f"v{u} = P[r{u} + j] - c{u} * dj")
-            for u in range(g):
-                c(f"P[r{u} + j] = v{u}")
-            c("A[j] += " + " + ".join(f"x{u} * v{u}" for u in range(g)))
-        c(f"q += {g}")
-    c("while q < k:")
-    with c.block():
-        c("i0 = np.int64(rows[q])")
-        c(f"r0 = {wo} + i0 * {n}")
-        c("x0 = X[s, i0]")
-        c("c0 = lr * X[p, i0]")
-        c(f"for j in range({n}):")
-        with c.block():
-            c("v0 = P[r0 + j] - c0 * D[j]")
-            c("P[r0 + j] = v0")
-            c("A[j] += x0 * v0")
-        c("q += 1")
-    c(f"for j in range({n}):")
-    c(f"    A[j] += P[{bo} + j]")
 
 
-def _first_columns(c, m, n, bo):
-    """The first layer's deferred pass on dense inputs: over its column blocks
-    (:mod:`fastmlp.kernels.columns`, ``Wc``, made before the first step), every
-    row, the previous step's gradient padded into ``dz``, the sums into ``zc``."""
+def _first_columns(c, m, n, bo, dense):
+    """The first layer's forward product, with the previous step's update
+    ``W -= lr * x_prev dz_prev^T`` applied in the same pass, over its column
+    blocks (:mod:`fastmlp.kernels.columns`; ``Wc``, made before the first
+    step): every row (``dense``), or the rows of nonzero ``x`` or ``x_prev``.
+    dz_prev is D[0:n], zeros before the first step, where the update is
+    exactly nothing (w - c * 0 == w)."""
     c("p = idx[t - 1] if t > 0 else s")
     c(f"for j in range({n}):")
     c(f"    P[{bo} + j] -= lr * D[j]")
     c("    dz[j] = D[j]")
-    c(f"dense_pass(Wc, widths, Xf, s * {m}, Xf, p * {m}, dz, lr, zc, {m})")
+    if dense:
+        c(f"first_pass(Wc, widths, {m}, None, {m}, Xf, s * {m}, Xf, p * {m}, dz, lr, zc, cw)")
+    else:
+        _list_rows(c, m, "X[s, i] != zero or X[p, i] != zero")
+        c(f"first_pass(Wc, widths, {m}, rows, k, Xf, s * {m}, Xf, p * {m}, dz, lr, zc, cw)")
     c(f"for j in range({n}):")
     c(f"    A[j] = zc[j] + P[{bo} + j]")
 
@@ -319,36 +284,24 @@ def _columns_begin(c, m, n, wo):
     c(f"Wc = to_columns(P, {wo}, {m}, {n}, widths)")
     c("dz = np.zeros(widths.sum(), dtype=P.dtype)")
     c("zc = np.zeros(widths.sum(), dtype=P.dtype)")
+    c(f"cw = np.empty({m}, dtype=P.dtype)")
     c(f"Xf = X.reshape({m} * X.shape[0])")
 
 
-def _columns_end(c, m, n, wo, bo):
+def _columns_end(c, m, n, wo, bo, dense):
     """After the last step: its deferred update, by the same pass (with zero
-    inputs, so the same arithmetic as in a step), and the blocks back into P."""
+    inputs, so with the arithmetic of a step's), and the blocks back into P."""
     c("s = idx[steps - 1]")
     c(f"for j in range({n}):")
     c(f"    P[{bo} + j] -= lr * D[j]")
     c("    dz[j] = D[j]")
-    c(f"dense_pass(Wc, widths, np.zeros({m}, dtype=P.dtype), 0, Xf, s * {m}, dz, lr, zc, {m})")
+    c(f"x0 = np.zeros({m}, dtype=P.dtype)")
+    if dense:
+        c(f"first_pass(Wc, widths, {m}, None, {m}, x0, 0, Xf, s * {m}, dz, lr, zc, cw)")
+    else:
+        _list_rows(c, m, "X[s, i] != zero")
+        c(f"first_pass(Wc, widths, {m}, rows, k, x0, 0, Xf, s * {m}, dz, lr, zc, cw)")
     c(f"from_columns(Wc, widths, P, {wo}, {m}, {n})")
-
-
-def _first_pending_update(c, m, n, wo, bo):
-    """After the last step: apply its deferred first-layer update, with the
-    arithmetic of the deferred pass, operation for operation (so a run split
-    into calls ends on the same weights, to the bit, as one call)."""
-    c("s = idx[steps - 1]")
-    c(f"for j in range({n}):")
-    c(f"    P[{bo} + j] -= lr * D[j]")
-    c(f"for i in range({m}):")
-    with c.block():
-        c("xi = X[s, i]")
-        c("if xi != zero:")
-        with c.block():
-            c(f"r0 = {wo} + i * {n}")
-            c("c0 = lr * xi")
-            c(f"for j in range({n}):")
-            c("    P[r0 + j] = P[r0 + j] - c0 * D[j]")
 
 
 def _first_dense(c, m, n, wo, bo):
@@ -477,47 +430,39 @@ def source(sizes, acts, loss, name="kernel", dense=False):
 
     The kernel's signature is ``name(P, G, X, Y, idx, lrate, losses, hits)``:
     :func:`~fastmlp.kernels.per_sample.sgd_per_sample`'s without the shape.
-    With ``dense``, a deferred first layer runs on column blocks
-    (:mod:`fastmlp.kernels.columns`) over every input, instead of listing
-    the nonzero ones.
+    A deferred first layer runs on column blocks (:mod:`fastmlp.kernels.columns`),
+    over the rows of nonzero inputs, or over every row with ``dense``.
     """
     sizes, acts = [int(s) for s in sizes], [int(a) for a in acts]
     wo, bo, ao, n_act = _layout(sizes)
     m0, n0 = sizes[0], sizes[1]
     deferred = m0 * n0 >= DEFER_MIN_WEIGHTS
-    columns = dense and deferred
     c = _Code()
-    _header(c, sizes, acts, loss, "one-pass (first layer in column blocks)" if columns
-            else "one-pass")
-    if columns:
-        c("from fastmlp.kernels.columns import dense_pass, from_columns, to_columns, widths_for")
+    _header(c, sizes, acts, loss, "one-pass" + (" (dense inputs)" if dense and deferred else ""))
+    if deferred:
+        c("from fastmlp.kernels.columns import first_pass, from_columns, to_columns, widths_for")
     c("")
     c("")
     c("@jit(fastmath=REASSOC)")
     c(f"def {name}(P, G, X, Y, idx, lrate, losses, hits):")
     with c.block():
         _prologue(c, n_act)
-        # uint32 row numbers: known nonnegative, so the compiler drops the
-        # negative-index wraparound of P[r + j] and vectorises the row loops.
-        c(f"rows = np.empty({m0 if deferred and not columns else 1}, dtype=np.uint32)")
-        if columns:
+        if deferred:
+            if not dense:
+                c(f"rows = np.empty({m0}, dtype=np.uint32)")
             _columns_begin(c, m0, n0, wo[0])
         c("for t in range(steps):")
         with c.block():
             c("s = idx[t]")
-            if columns:
-                _first_columns(c, m0, n0, bo[0])
-            elif deferred:
-                _first_deferred(c, m0, n0, wo[0], bo[0])
+            if deferred:
+                _first_columns(c, m0, n0, bo[0], dense)
             else:
                 _first_dense(c, m0, n0, wo[0], bo[0])
             _upper(c, sizes, acts, loss, wo, bo, ao)
             if not deferred:
                 _first_dense_update(c, m0, n0, wo[0], bo[0])
-        if columns:
-            _columns_end(c, m0, n0, wo[0], bo[0])
-        elif deferred:
-            _first_pending_update(c, m0, n0, wo[0], bo[0])
+        if deferred:
+            _columns_end(c, m0, n0, wo[0], bo[0], dense)
         _gradients(c, sizes, wo, bo, ao)
     return "\n".join(c.lines) + "\n"
 

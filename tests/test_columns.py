@@ -1,5 +1,6 @@
 """The first layer's pass over column blocks (kernels/columns.py) against NumPy:
-the layout round trip, the block widths, and one step's update and product."""
+the layout round trip, the block widths, and one step's update and product,
+over every row and over a list of rows."""
 
 import numpy as np
 import pytest
@@ -23,10 +24,11 @@ def test_block_widths(itemsize, n, expected):
     assert widths.sum() >= n and widths.sum() - n < 32 // itemsize
 
 
+@pytest.mark.parametrize("listed", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("m, n", [(1, 1), (5, 3), (17, 33), (64, 200), (9, 37), (784, 100)])
-def test_one_pass_updates_then_multiplies(m, n, dtype):
-    from fastmlp.kernels.columns import dense_pass, from_columns, to_columns, widths_for
+def test_one_pass_updates_then_multiplies(m, n, dtype, listed):
+    from fastmlp.kernels.columns import first_pass, from_columns, to_columns, widths_for
 
     rng = np.random.RandomState(m * n)
     wo = 7  # (the matrix sits at an offset in the flat buffer)
@@ -35,11 +37,16 @@ def test_one_pass_updates_then_multiplies(m, n, dtype):
     Wc = to_columns(P, wo, m, n, widths)
     assert Wc.size == m * widths.sum()
     X = rng.rand(3, m).astype(dtype)
+    if listed:  # (zero inputs, left out of the rows)
+        X[:, ::3] = 0
     d = np.zeros(widths.sum(), dtype=dtype)
     d[:n] = rng.randn(n)
     out = np.full(widths.sum(), np.nan, dtype=dtype)
     lr = dtype(0.01)
-    dense_pass(Wc, widths, X.ravel(), 2 * m, X.ravel(), m, d, lr, out, m)
+    rows = np.flatnonzero(X[1] != 0).astype(np.uint32) if listed else None
+    k = m if rows is None else len(rows)
+    first_pass(Wc, widths, m, rows, k, X.ravel(), 2 * m, X.ravel(), m, d, lr, out,
+               np.empty(m, dtype))
     after = P.copy()
     from_columns(Wc, widths, after, wo, m, n)
 
