@@ -236,9 +236,9 @@ def make_runner(case, scale=1.0, momentum=0.9):
     if case.batch == 1:
         steps = max(1, int(case.steps * scale))
         if case.path == "stream":
-            from stream_kernel import stream_passes
+            from stream_kernel import aligned_buffer, stream_passes
 
-            P = np.random.rand(n_params(w.sizes)).astype(dtype)
+            P = aligned_buffer(np.random.rand(n_params(w.sizes)).astype(dtype))
             return (lambda k=steps: stream_passes(P, 1e-7, k)), steps, "parameter-sized buffer"
         if case.path == "notebook":
             if dtype != np.float64:
