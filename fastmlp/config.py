@@ -79,7 +79,9 @@ DENSE_BLOCK = 64
 #: time of the blocked kernel at k = 64 over the one-pass kernel's):
 #: float32 128x128 1.14, 256x64 1.23, 784x100 (306 KB) 1.09, 1000x100 (391 KB)
 #: 0.97, 784x256 0.91, 784x512 0.84, 3072x100 0.96; float64 128x128 1.11,
-#: 256x64 1.19, 784x100 (612 KB) 0.98, 1000x100 0.98, 784x256 0.86.
+#: 256x64 1.19, 784x100 (612 KB) 0.98, 1000x100 0.98, 784x256 0.86. Paired over
+#: 9 rounds at 784x100 after the pass got faster: float32 0.99 (a tie),
+#: float64 0.94.
 COLUMNS_MAX_BYTES = 320 * 1024
 #: First layers of fewer weights have no deferred pass to put in columns
 #: (the kernels' fastmlp.kernels.specialise.DEFER_MIN_WEIGHTS; a test checks

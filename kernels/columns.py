@@ -16,10 +16,14 @@ with zero columns to a whole number of vectors. A block is narrow enough
 that its running sums and the previous step's gradient stay in vector
 registers (:data:`BLOCK_VECTORS`), so a step reads and writes each weight
 it visits once and touches nothing else. Measured on 784 x 100 in one
-process: the dense pass alone at 1.0-1.6x the memory floor (float32; the
-floor's own time moves between runs), the whole step 1.1-1.5x faster than
-the row-major loop's on dense inputs, and on MNIST (rows listed) 1.09-1.12x
-faster in float32, 0.96x in float64.
+process: the whole step on dense inputs 1.1-1.5x faster than the row-major
+loop's, and on MNIST (rows listed) 1.09-1.12x faster in float32, 0.96x in
+float64, with the same weights to the bit on MNIST. The dense pass alone
+takes 1.7x (float32) and 1.4x (float64) the time of one read-modify-write
+pass over a cache-aligned buffer of the same size (``bench/stream_kernel.py``);
+a pass that only updates, with no product, 1.2-1.5x. Not found why: neither
+the rows' width, nor the order of loads and stores, nor the factors'
+loads (4K aliasing) moved it.
 
 The loop over one block's rows is written in LLVM IR with explicit vectors
 (:func:`_pass_block`): Numba's compiler, given the same loop in Python,
