@@ -3,7 +3,8 @@ cold Numba cache and then with a warm one (issue 15's budget: at most 10 s
 cold, 1 s warm).
 
 Rows: the notebook-003 network (784-100-10 Sigmoid/SoftMax/NLL) on dense
-random inputs (the blocked per-sample kernel), the notebook-002 network
+random inputs (the one-pass per-sample kernel in float32, its first layer
+in column blocks; the blocked one in float64), the notebook-002 network
 (2-10-10-2 ReLU/ReLU/SoftMax, the one-pass per-sample kernel), each with
 ``sgd`` and reports; and a mini-batch ``fit`` of the 003 network, on dense
 inputs and on inputs 80% zero like MNIST's pixels (which compiles the

@@ -60,9 +60,6 @@ TRANSPOSE_MIN_FRACTION = 0.25
 SPARSE_DENSITY = 0.5
 #: Rows sampled (evenly spaced) to estimate the input's density.
 DENSITY_SAMPLE = 256
-#: Below this many weights in the first layer the blocked kernel cannot pay
-#: (its GEMMs and Gram terms cost more than they save): one-pass.
-BLOCK_MIN_WEIGHTS = 16_384
 #: Block size the rules pick for dense inputs. Measured on 784-100-10 with
 #: uniform random pixels, one BLAS thread, on this project's Zen 3 machine:
 #: 16.8 / 14.1 us per step at k = 64 against 18.0 / 15.1 at k = 32 and 19.9 /
@@ -74,7 +71,8 @@ DENSE_BLOCK = 64
 #: Dense inputs into a first layer of at most this many bytes run the one-pass
 #: kernel with its weights in column blocks (fastmlp.kernels.columns), which
 #: streams the matrix once a step and is fastest while the matrix stays in L2
-#: (512 KB on this machine); larger ones the blocked kernel. Measured (m-n-10
+#: (512 KB on this machine); larger ones the blocked kernel. (This replaces a
+#: rule of at least 16,384 weights for the blocked kernel: 320 KiB is more.) Measured (m-n-10
 #: sigmoid networks on uniform random pixels, one BLAS thread, one process;
 #: time of the blocked kernel at k = 64 over the one-pass kernel's):
 #: float32 128x128 1.14, 256x64 1.23, 784x100 (306 KB) 1.09, 1000x100 (391 KB)
@@ -83,10 +81,6 @@ DENSE_BLOCK = 64
 #: 9 rounds at 784x100 after the pass got faster: float32 0.99 (a tie),
 #: float64 0.94.
 COLUMNS_MAX_BYTES = 320 * 1024
-#: First layers of fewer weights have no deferred pass to put in columns
-#: (the kernels' fastmlp.kernels.specialise.DEFER_MIN_WEIGHTS; a test checks
-#: the two agree).
-COLUMNS_MIN_WEIGHTS = 1024
 #: Largest block size accepted (the k x k Gram buffer grows with its square).
 BLOCK_MAX = 4096
 

@@ -20,9 +20,7 @@ import numpy as np
 
 from .config import (
     BLOCK_MAX,
-    BLOCK_MIN_WEIGHTS,
     COLUMNS_MAX_BYTES,
-    COLUMNS_MIN_WEIGHTS,
     DENSE_BLOCK,
     DENSITY_SAMPLE,
     SPARSE_DENSITY,
@@ -60,10 +58,10 @@ class Plan:
     sparse : bool
         The first layer works on the nonzero inputs (blocked kernel; or the
         mini-batch kernel for batches of fill at most ``max_fill``).
-    columns : bool
-        The one-pass kernel reads every input, the first layer's weights in
-        column blocks (:mod:`fastmlp.kernels.columns`: dense inputs), instead
-        of listing the nonzero inputs.
+    every_row : bool
+        The one-pass kernel's first layer visits every input (dense inputs)
+        instead of listing the nonzero ones (its weights are in column blocks
+        either way: :mod:`fastmlp.kernels.columns`).
     max_fill : float
         The mini-batch kernel's sparse threshold (0: dense first layer).
     layout : {"rows", "transpose", "gather"} or None
@@ -81,7 +79,7 @@ class Plan:
     kernel: str | None = None
     block: int = 0
     sparse: bool = False
-    columns: bool = False
+    every_row: bool = False
     max_fill: float = 0.0
     layout: str | None = None
     blas_threads: int | None = None
@@ -101,7 +99,7 @@ class Plan:
             first = "first layer on nonzeros" if self.sparse else "dense first layer"
             return f"fused forward, {first}; later layers after a ReLU on nonzeros where sparse"
         if self.mode == "per-sample" and self.kernel == "one-pass":
-            what = "fused per-sample, one-pass" + (", dense first layer" if self.columns else "")
+            what = "fused per-sample, one-pass" + (", dense first layer" if self.every_row else "")
         elif self.mode == "per-sample":
             how = "on nonzeros" if self.sparse else "with GEMMs"
             what = f"fused per-sample, blocked k={self.block} {how}"
@@ -209,11 +207,9 @@ def plan_training(model, X, Y, *, samples, batch_size, optimizer, flat=None, tun
     if batch_size == 1 and optimizer.plain:
         kernel, block, tuned = _per_sample_kernel(model.block, network, model.dtype.itemsize,
                                                   sparse, dens, samples, flat, tune_rows)
-        weights = int(network.sizes[0]) * int(network.sizes[1])
         return Plan("fused", mode="per-sample", kernel=kernel, block=block,
                     sparse=sparse and kernel == "blocked",
-                    columns=kernel == "one-pass" and not sparse and weights >= COLUMNS_MIN_WEIGHTS,
-                    layout=how,
+                    every_row=kernel == "one-pass" and not sparse, layout=how,
                     blas_threads=1 if kernel == "blocked" and not sparse else None, tuned=tuned)
     max_fill = batch_max_fill(dens, int(network.sizes[1]))
     return Plan("fused", mode="mini-batch", sparse=max_fill > 0, max_fill=max_fill, layout=how)
@@ -243,6 +239,6 @@ def _per_sample_kernel(setting, network, itemsize, sparse, dens, samples, flat, 
             return ("blocked", k, True) if k else ("one-pass", 0, True)
     # The rules ("auto", and "tune" on a call too short to measure).
     weights = int(network.sizes[0]) * int(network.sizes[1])
-    if not sparse and weights >= BLOCK_MIN_WEIGHTS and weights * itemsize > COLUMNS_MAX_BYTES:
+    if not sparse and weights * itemsize > COLUMNS_MAX_BYTES:
         return "blocked", DENSE_BLOCK, False
     return "one-pass", 0, False

@@ -99,7 +99,7 @@ class FusedSteps:
                                         plan.block, plan.sparse)
         else:
             self.kernel.sgd_per_sample(*head, *body, optimizer.learning_rate, losses, hit,
-                                       plan.columns)
+                                       plan.every_row)
 
 
 def call_sgd_step(module, lrate):

@@ -63,7 +63,7 @@ def measure_blocks(flat, X, Y, sparse, candidates=None):
         with one_blas_thread():
             t0 = time.perf_counter()
             if k == 0:
-                sgd_per_sample(*args, not sparse)  # (dense inputs: the first layer in columns)
+                sgd_per_sample(*args, not sparse)  # (dense inputs: every row, no list)
             else:
                 sgd_blocked(*args, k, sparse)
             return time.perf_counter() - t0

@@ -328,8 +328,8 @@ def sgd_blocked(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hits, block, 
     :func:`fastmlp.kernels.per_sample.sgd_per_sample`, but with the first
     layer's updates deferred over blocks of ``block`` steps.
 
-    Same arguments as ``sgd_per_sample``, plus ``block`` (k >= 1) and
-    ``sparse``: True works on the block's nonzero inputs (for inputs at most
+    Same arguments as ``sgd_per_sample`` (but ``dense``), plus ``block``
+    (k >= 1) and ``sparse``: True works on the block's nonzero inputs (for inputs at most
     about half nonzero, such as MNIST), False with GEMMs. Buffers are made
     once per call: no step allocates. On the kernel generated for this
     network's shape and kind of block (:func:`fastmlp.kernels.specialise.kernel_for`),

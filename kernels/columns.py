@@ -41,8 +41,8 @@ from numba.extending import intrinsic
 
 from ._jit import jit
 
-__all__ = ["BLOCK_VECTORS", "LANE_BYTES", "block_widths", "first_pass", "from_columns",
-           "to_columns", "widths_for"]
+__all__ = ["BLOCK_VECTORS", "LANE_BYTES", "PASS_WIDTHS", "block_widths", "first_pass",
+           "from_columns", "to_columns", "total_width", "widths_for"]
 
 #: Bytes per vector register the blocks are sized for (AVX2: 8 float32 or 4
 #: float64 values; on wider or narrower machines the compiler splits or
@@ -63,9 +63,19 @@ def _pass_block(typingctx, W, base, stride, rows, x, xoff, c, d, j0, out, k, J):
     ``rows`` is None) for ``q < k`` in order, with ``w`` the ``J`` weights at
     ``W[base + i * stride:]``: ``w = w - c[q] * d[j0:j0 + J]`` (stored) and
     ``acc += x[xoff + i] * w``; then ``out[j0:j0 + J] = acc``. ``J`` must be
-    a literal multiple of the vector length the dtype gets
-    (:data:`LANE_BYTES`), or of 4."""
+    a literal; vectors are of :data:`LANE_BYTES` or, where that does not
+    divide ``J``, of the largest power of two lanes that does. The arrays
+    must be 1-D and contiguous, the float ones of W's dtype (the loop indexes
+    their data directly)."""
     if not isinstance(J, types.IntegerLiteral):
+        return None
+    floats = (W, x, c, d, out)
+    arrays = floats + (() if isinstance(rows, types.NoneType) else (rows,))
+    if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays):
+        return None
+    if not isinstance(W.dtype, types.Float) or any(a.dtype != W.dtype for a in floats):
+        return None
+    if not isinstance(rows, types.NoneType) and not isinstance(rows.dtype, types.Integer):
         return None
     width = J.literal_value
     dtype = W.dtype
@@ -165,6 +175,17 @@ _block_widths = jit(block_widths)
 
 
 @jit
+def total_width(widths):
+    """``widths.sum()``, without NumPy's reduction (whose implementation
+    module, and SciPy with it, a cached kernel that used it would import
+    on load)."""
+    total = 0
+    for J in widths:
+        total += J
+    return total
+
+
+@jit
 def widths_for(n, P):
     """:func:`block_widths` for the dtype of ``P`` (inside compiled kernels)."""
     return _block_widths(n, P.itemsize)
@@ -174,13 +195,15 @@ def widths_for(n, P):
 def to_columns(P, wo, m, n, widths):
     """A copy of the ``m x n`` row-major matrix at ``P[wo:]`` in column blocks
     of ``widths`` (padding columns zero)."""
-    Wc = np.zeros(m * widths.sum(), dtype=P.dtype)
+    # (plain loops: slice assignments took 45 us against 80 for 784 x 100,
+    # but doubled the first call's compile time, to 9.5 s)
+    Wc = np.zeros(m * total_width(widths), dtype=P.dtype)
     base, j0 = 0, 0
     for J in widths:
         for i in range(m):
-            r = base + i * J
+            src, dst = wo + i * n + j0, base + i * J
             for j in range(min(J, n - j0)):
-                Wc[r + j] = P[wo + i * n + j0 + j]
+                Wc[dst + j] = P[src + j]
         base += m * J
         j0 += J
     return Wc
@@ -192,9 +215,9 @@ def from_columns(Wc, widths, P, wo, m, n):
     base, j0 = 0, 0
     for J in widths:
         for i in range(m):
-            r = base + i * J
+            src, dst = base + i * J, wo + i * n + j0
             for j in range(min(J, n - j0)):
-                P[wo + i * n + j0 + j] = Wc[r + j]
+                P[dst + j] = Wc[src + j]
         base += m * J
         j0 += J
 
@@ -234,3 +257,10 @@ def first_pass(Wc, widths, m, rows, k, x, xoff, xp, xpoff, d, lr, out, c):
             raise ValueError("first_pass: a block width not from block_widths")
         base += m * J
         j0 += J
+
+
+#: The widths :func:`first_pass` has a compiled loop for.
+PASS_WIDTHS = (4, 8, 12, 16, 20, 24, 32, 40)
+# (every width block_widths can give, in either dtype, must be among them)
+assert {v * LANE_BYTES // size for size in (4, 8)
+        for v in range(1, BLOCK_VECTORS + 2)} <= set(PASS_WIDTHS)

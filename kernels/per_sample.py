@@ -17,8 +17,9 @@ deferral can merge those passes).
 
 The first weight matrix is held in column blocks for the call, and the
 pass runs on the rows of nonzero input (every row on dense inputs):
-:mod:`fastmlp.kernels.columns`. Rows of zero input are skipped, as in every
-fused kernel.
+:mod:`fastmlp.kernels.columns`. Rows of zero input are skipped on sparse
+inputs; on dense ones (the plan's ``every_row``) every row is visited, with no
+list to make.
 
 No step allocates: all workspace is made once per call.
 """
@@ -27,7 +28,7 @@ import numpy as np
 
 from ._jit import jit
 from .activations import activate
-from .columns import first_pass, from_columns, to_columns, widths_for
+from .columns import first_pass, from_columns, to_columns, total_width, widths_for
 from .specialise import DEFER_MIN_WEIGHTS, kernel_for
 from .step import step_state, upper_step, write_gradients
 
@@ -102,8 +103,9 @@ def sgd_per_sample_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hi
     hits : int64 array like idx
         Receives 1 where the step's largest output is where Y's is, else 0.
     dense : bool
-        Run the first layer on column blocks over every input
-        (:mod:`fastmlp.kernels.columns`), not on the rows of nonzero inputs.
+        The first layer's pass visits every input row (dense inputs), with
+        no list of the nonzero ones; its weights are in column blocks
+        (:mod:`fastmlp.kernels.columns`) either way.
     """
     steps = idx.shape[0]
     if steps == 0:
@@ -114,7 +116,8 @@ def sgd_per_sample_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hi
     b = P[boff[0]:boff[0] + n0]
     widths = widths_for(n0, P)
     Wc = to_columns(P, woff[0], m0, n0, widths)
-    dz, zc = np.zeros(widths.sum(), dtype=P.dtype), np.zeros(widths.sum(), dtype=P.dtype)
+    dz = np.zeros(total_width(widths), dtype=P.dtype)
+    zc = np.zeros(total_width(widths), dtype=P.dtype)
     cw = np.empty(m0, dtype=P.dtype)
     Xf = X.reshape(m0 * X.shape[0])
     for t in range(steps):
@@ -136,5 +139,5 @@ def sgd_per_sample_generic(P, G, sizes, acts, loss, X, Y, idx, lrate, losses, hi
         b[j] -= lr * D[j]
         dz[j] = D[j]
     x0 = np.zeros(m0, dtype=P.dtype)
-    first_layer_pass(Wc, widths, m0, rows, x0, 0, Xf, last * m0, dz, lr, zc, cw, dense)
+    first_layer_pass(Wc, widths, m0, rows, x0, m0 - m0, Xf, last * m0, dz, lr, zc, cw, dense)
     from_columns(Wc, widths, P, woff[0], m0, n0)

@@ -15,8 +15,8 @@ carried in named locals, which the compiler keeps in registers. The kernel
 does the generic kernel's arithmetic, operation for operation where the
 order matters: the first layer's update deferred into the next step's
 forward pass (for first layers of at least :data:`DEFER_MIN_WEIGHTS`
-weights), zero inputs skipped, later layers' updates fused into their
-backward products.
+weights), zero inputs skipped (but in a dense first layer's pass), later
+layers' updates fused into their backward products.
 
 The blocked per-sample kernels (:mod:`fastmlp.kernels.blocked`) are
 generated the same way (:func:`blocked_source`): the first layer's blocks
@@ -251,7 +251,7 @@ def _head(c, n, off, code, loss):
 
 def _list_rows(c, m, cond):
     """rows[:k] = the inputs i < m where ``cond`` (of ``i``) holds."""
-    c("k = 0")
+    c("k = nz")
     c(f"for i in range({m}):")
     c(f"    if {cond}:")
     c("        rows[k] = i")
@@ -270,20 +270,29 @@ def _first_columns(c, m, n, bo, dense):
     c(f"    P[{bo} + j] -= lr * D[j]")
     c("    dz[j] = D[j]")
     if dense:
-        c(f"first_pass(Wc, widths, {m}, None, {m}, Xf, s * {m}, Xf, p * {m}, dz, lr, zc, cw)")
+        c(f"first_pass(Wc, widths, mi, None, mi, Xf, s * {m}, Xf, p * {m}, dz, lr, zc, cw)")
     else:
         _list_rows(c, m, "X[s, i] != zero or X[p, i] != zero")
-        c(f"first_pass(Wc, widths, {m}, rows, k, Xf, s * {m}, Xf, p * {m}, dz, lr, zc, cw)")
+        c(f"first_pass(Wc, widths, mi, rows, k, Xf, s * {m}, Xf, p * {m}, dz, lr, zc, cw)")
     c(f"for j in range({n}):")
     c(f"    A[j] = zc[j] + P[{bo} + j]")
 
 
 def _columns_begin(c, m, n, wo):
-    """Before the first step: the first layer's weights into column blocks."""
-    c(f"widths = widths_for({n}, P)")
-    c(f"Wc = to_columns(P, {wo}, {m}, {n}, widths)")
-    c("dz = np.zeros(widths.sum(), dtype=P.dtype)")
-    c("zc = np.zeros(widths.sum(), dtype=P.dtype)")
+    """Before the first step: the first layer's weights into column blocks.
+
+    The shared kernels get the sizes as int64 variables, not literal
+    constants: Numba would compile them again for every literal value."""
+    c("nz = steps - steps")
+    c(f"mi = nz + {m}")
+    c(f"ni = nz + {n}")
+    c(f"woi = nz + {wo}")
+    c("widths = widths_for(ni, P)")
+    c("Wc = to_columns(P, woi, mi, ni, widths)")
+    # (total_width, not widths.sum(): np.sum's implementation module would be
+    # imported, with SciPy, to load the cached kernel)
+    c("dz = np.zeros(total_width(widths), dtype=P.dtype)")
+    c("zc = np.zeros(total_width(widths), dtype=P.dtype)")
     c(f"cw = np.empty({m}, dtype=P.dtype)")
     c(f"Xf = X.reshape({m} * X.shape[0])")
 
@@ -297,11 +306,11 @@ def _columns_end(c, m, n, wo, bo, dense):
     c("    dz[j] = D[j]")
     c(f"x0 = np.zeros({m}, dtype=P.dtype)")
     if dense:
-        c(f"first_pass(Wc, widths, {m}, None, {m}, x0, 0, Xf, s * {m}, dz, lr, zc, cw)")
+        c(f"first_pass(Wc, widths, mi, None, mi, x0, nz, Xf, s * {m}, dz, lr, zc, cw)")
     else:
         _list_rows(c, m, "X[s, i] != zero")
-        c(f"first_pass(Wc, widths, {m}, rows, k, x0, 0, Xf, s * {m}, dz, lr, zc, cw)")
-    c(f"from_columns(Wc, widths, P, {wo}, {m}, {n})")
+        c(f"first_pass(Wc, widths, mi, rows, k, x0, nz, Xf, s * {m}, dz, lr, zc, cw)")
+    c("from_columns(Wc, widths, P, woi, mi, ni)")
 
 
 def _first_dense(c, m, n, wo, bo):
@@ -440,7 +449,8 @@ def source(sizes, acts, loss, name="kernel", dense=False):
     c = _Code()
     _header(c, sizes, acts, loss, "one-pass" + (" (dense inputs)" if dense and deferred else ""))
     if deferred:
-        c("from fastmlp.kernels.columns import first_pass, from_columns, to_columns, widths_for")
+        c("from fastmlp.kernels.columns import (first_pass, from_columns, to_columns, "
+          "total_width, widths_for)")
     c("")
     c("")
     c("@jit(fastmath=REASSOC)")
@@ -529,7 +539,8 @@ def blocked_source(sizes, acts, loss, sparse, name="kernel"):
 
 def _version():
     """A hash of what the generated kernels depend on: this generator, the
-    decorator module, and Numba's version."""
+    decorator module, the activation codes, the column-block pass, and the
+    versions of Numba and Python."""
     global _VERSION
     if _VERSION is None:
         h = hashlib.sha256()

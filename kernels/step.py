@@ -10,7 +10,8 @@ nothing to a forward product and makes a zero rank-1 update. MNIST pixels and
 ReLU outputs are mostly zero, so this skips most of the work there. (Exact
 for finite weights. A weight that is already inf or NaN, times a zero input,
 gives NaN in NumPy and nothing here; training has diverged by then either
-way.)
+way. The one-pass kernel's first layer on dense inputs visits every row, so
+there a zero input times an inf weight gives NaN, as in NumPy.)
 """
 
 import numpy as np

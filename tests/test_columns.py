@@ -26,7 +26,8 @@ def test_block_widths(itemsize, n, expected):
 
 @pytest.mark.parametrize("listed", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("m, n", [(1, 1), (5, 3), (17, 33), (64, 200), (9, 37), (784, 100)])
+@pytest.mark.parametrize("m, n", [(1, 1), (5, 3), (4, 12), (6, 20), (3, 9), (17, 33), (64, 200),
+                                  (9, 37), (784, 100)])
 def test_one_pass_updates_then_multiplies(m, n, dtype, listed):
     from fastmlp.kernels.columns import first_pass, from_columns, to_columns, widths_for
 

@@ -51,6 +51,11 @@ if case == "one-pass":
     nn = Sequential([Linear(2, 10), ReLU(), Linear(10, 10), ReLU(), Linear(10, 2), SoftMax()],
                     NLL(), dtype=dtype)
     X = rng.random((2, 50))
+elif case.startswith("one-pass-deferred"):  # a first layer in column blocks
+    nn = Sequential([Linear(64, 40), ReLU(), Linear(40, 3), SoftMax()], NLL(), dtype=dtype)
+    X = rng.random((64, 50))
+    if case.endswith("sparse"):
+        X[X < 0.8] = 0
 else:  # blocked, forced small: block=8 on a small network
     nn = Sequential([Linear(20, 12), ReLU(), Linear(12, 3), SoftMax()], NLL(), dtype=dtype,
                     block=8)
@@ -89,7 +94,8 @@ def runs(tmp_path_factory):
 
 
 CASES = [("one-pass", "float64"), ("one-pass", "float32"), ("blocked-dense", "float64"),
-         ("blocked-sparse", "float32")]
+         ("blocked-sparse", "float32"), ("one-pass-deferred-dense", "float64"),
+         ("one-pass-deferred-sparse", "float32")]
 
 
 @pytest.mark.parametrize(("case", "dtype"), CASES)
@@ -104,8 +110,9 @@ def test_first_sgd_compiles_only_what_it_needs(runs, case, dtype):
     kernel = [c for c in cold["compiled"] if c["name"].startswith("fastmlp_ps_")]
     assert len(kernel) == 1, names  # the one kernel generated for this shape
     assert kernel[0]["args"].startswith(f"(Array({dtype}, 1"), kernel[0]["args"]
-    if case == "one-pass":
+    if case.startswith("one-pass"):
         assert "one-pass" in cold["path"], cold["path"]
+        assert ("dense first layer" in cold["path"]) == (not case.endswith("sparse")), cold["path"]
         assert not [n for n in names if ".blocked." in n], names
     else:
         assert "blocked" in cold["path"], cold["path"]
@@ -120,6 +127,8 @@ def test_warm_process_compiles_nothing(runs, case, dtype):
     assert warm["compiled"] == [], warm["compiled"]
 
 
-def test_warm_one_pass_load_skips_numba_array_math(runs):
-    _, warm = runs("one-pass", "float64")
+@pytest.mark.parametrize("case", ["one-pass", "one-pass-deferred-dense",
+                                  "one-pass-deferred-sparse"])
+def test_warm_one_pass_load_skips_numba_array_math(runs, case):
+    _, warm = runs(case, "float64" if case != "one-pass-deferred-sparse" else "float32")
     assert not warm["arraymath"]

@@ -62,8 +62,10 @@ def test_route_before_training(build, expected):
 @pytest.mark.parametrize(
     "d, width, zeros, block, order, samples, expected",
     [
-        # small first layer: one-pass, whatever the density
-        (20, 10, 0.0, "auto", "F", 10_000, "fused per-sample, one-pass; samples read in place"),
+        # small first layer: one-pass, whatever the density (every row on dense inputs)
+        (20, 10, 0.0, "auto", "F", 10_000,
+         "fused per-sample, one-pass, dense first layer; samples read in place"),
+        (20, 10, 0.8, "auto", "F", 10_000, "fused per-sample, one-pass; samples read in place"),
         # wide first layer, dense inputs, the weights fit in L2: one-pass in columns
         (200, 100, 0.0, "auto", "F", 10_000,
          "fused per-sample, one-pass, dense first layer; samples read in place"),
@@ -106,6 +108,16 @@ def test_momentum_or_decay_leaves_the_per_sample_kernels():
     X, Y = data(20, 100, 0.0)
     for opt in (SGD(0.1, momentum=0.9), SGD(0.1, weight_decay=1e-3), SGD(0.1, alpha=1e-4)):
         assert plan_of(net(20, 10), X, Y, optimizer=opt).mode == "mini-batch"
+
+
+@pytest.mark.parametrize("dtype, expected", [
+    (np.float32, "fused per-sample, one-pass, dense first layer"),  # 320,000 bytes
+    (np.float64, "fused per-sample, blocked k=64 with GEMMs"),  # 640,000 bytes
+])
+def test_the_dense_rule_weighs_the_first_layer_in_bytes(dtype, expected):
+    X, Y = data(800, 400, 0.0)
+    plan = plan_of(net(800, 100, dtype=dtype), X.astype(dtype), Y.astype(dtype))
+    assert str(plan).startswith(expected), str(plan)
 
 
 def test_training_records_the_plan_and_block_size():

@@ -4,8 +4,9 @@ the compiled input checks (kernels/checks.py).
 The specialised kernels are checked against the loop-level oracle
 (tests/naive.py, float64, rtol 1e-9 after 2,000 steps) and against the generic
 one-pass kernel, on shapes that reach every branch of the generator: the
-deferred first layer (at least DEFER_MIN_WEIGHTS weights, with a remainder
-of rows after the groups) and the plain one, layers narrow enough for
+deferred first layer (at least DEFER_MIN_WEIGHTS weights, in column blocks
+of one and of two widths, on listed rows and on every row) and the plain
+one, layers narrow enough for
 registers and wider ones, every activation and both losses.
 """
 
@@ -134,12 +135,28 @@ def test_split_calls_end_on_the_same_weights_to_the_bit(name, dense, kernel, dty
     np.testing.assert_array_equal(whole, parts)
 
 
-def test_the_plan_puts_in_columns_exactly_the_layers_the_kernels_defer():
-    from fastmlp.kernels.specialise import DEFER_MIN_WEIGHTS
+@pytest.mark.parametrize("zeros, kind", [(0.0, "one-pass-dense"), (0.7, "one-pass")])
+def test_training_runs_the_kernel_of_its_plan(zeros, kind):
+    """Dense inputs run the every-row kernel, sparse ones the listing one (the
+    two give the same bits on finite data, so only the kernel made says which ran)."""
+    from fastmlp.kernels import specialise
 
-    from fastmlp.config import COLUMNS_MIN_WEIGHTS
+    from fastmlp import Linear, Sequential
 
-    assert COLUMNS_MIN_WEIGHTS == DEFER_MIN_WEIGHTS
+    d, spec, Loss = NETWORKS["mse-relu-wide"]
+    rng = np.random.RandomState(7)
+    X = rng.rand(d, 300) * (rng.rand(d, 300) >= zeros)
+    Y = rng.rand(spec[-1][0], 300)
+    layers = []
+    for (n, act), m in zip(spec, (d, *(n for n, _ in spec[:-1])), strict=True):
+        layers += [Linear(m, n), act()]
+    nn = Sequential(layers, Loss(), block="off")
+    sizes, acts, loss = args("mse-relu-wide")
+    key = (tuple(int(v) for v in sizes), tuple(int(a) for a in acts), int(loss), kind)
+    specialise._KERNELS.pop(key, None)
+    nn.sgd(X, Y, iters=50, verbose=False)
+    assert key in specialise._KERNELS
+    assert ("dense first layer" in nn.path) == (kind == "one-pass-dense")
 
 
 def test_no_steps_changes_nothing():
